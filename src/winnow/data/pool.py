@@ -76,7 +76,7 @@ class Pool:
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
-    def subset(self, indices) -> "Pool":
+    def subset(self, indices) -> Pool:
         """The examples at ``indices``, in the given order."""
         idx = [int(i) for i in np.asarray(indices).reshape(-1)]
         return Pool(

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-SELECTORS: dict[str, type["Selector"]] = {}
+SELECTORS: dict[str, type[Selector]] = {}
 
 
-def register_selector(cls: type["Selector"]) -> type["Selector"]:
+def register_selector(cls: type[Selector]) -> type[Selector]:
     """Class decorator: make a selector available to recipes under ``cls.name``."""
     SELECTORS[cls.name] = cls
     return cls

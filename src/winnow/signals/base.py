@@ -18,10 +18,10 @@ from winnow.store import Store, cache_key
 
 Columns = dict[str, np.ndarray]
 
-SIGNALS: dict[str, type["Signal"]] = {}
+SIGNALS: dict[str, type[Signal]] = {}
 
 
-def register_signal(cls: type["Signal"]) -> type["Signal"]:
+def register_signal(cls: type[Signal]) -> type[Signal]:
     """Class decorator: make a signal available to recipes under ``cls.name``."""
     SIGNALS[cls.name] = cls
     return cls

@@ -1,0 +1,88 @@
+"""The run context: the pool, the cache and the columns that stages read.
+
+Columns come from the recipe's signal instances (computed on first use, cached in the
+Store) or from numeric per-example fields of the pool (``pool.extra``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from winnow.data.pool import Pool
+from winnow.signals.base import SIGNALS, get_signal
+from winnow.store import Store
+
+
+@dataclass
+class RunContext:
+    """What stages see.
+
+    pool : the pool being selected from.
+    store : the signal cache.
+    signals : the recipe's signal instances, ``{instance name: {"signal": name, **params}}``;
+        an optional ``prefix`` renames its columns to ``<prefix>_<column>``.
+    seed : seed for every random choice.
+    target : the target set of targeted methods, if any.
+    run_shards : an executor's shard runner (None: in-process).
+    """
+
+    pool: Pool
+    store: Store
+    signals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = 0
+    target: Pool | None = None
+    run_shards: Any = None
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    signal_keys: dict[str, str] = field(default_factory=dict)
+    _done: set[str] = field(default_factory=set)
+
+    def column(self, name: str) -> np.ndarray:
+        """The full-pool column ``name`` (length n), computing its signal if needed."""
+        if name in self.columns:
+            return self.columns[name]
+        for instance, spec in self.signals.items():
+            if instance not in self._done and name in self._declared(spec):
+                self.compute_signal(instance)
+                return self.columns[name]
+        if name in self.pool.extra:
+            values = self.pool.extra[name]
+            try:
+                self.columns[name] = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError):
+                self.columns[name] = np.asarray(values, dtype=object)
+            return self.columns[name]
+        for instance in self.signals:  # signals whose columns are only known once computed
+            if instance not in self._done:
+                self.compute_signal(instance)
+                if name in self.columns:
+                    return self.columns[name]
+        available = sorted(set(self.columns) | set(self.pool.extra)
+                           | {c for s in self.signals.values() for c in self._declared(s)})
+        raise KeyError(f"no column {name!r}; available columns: {', '.join(available) or 'none'}")
+
+    def compute_signal(self, instance: str) -> None:
+        spec = dict(self.signals[instance])
+        prefix = spec.pop("prefix", None)
+        signal_name = spec.pop("signal", instance)
+        if getattr(SIGNALS.get(signal_name), "uses_target", False):
+            spec["target"] = self.target
+        signal = get_signal(signal_name, **spec)
+        start = time.perf_counter()
+        cols = signal(self.pool, self.store, run_shards=self.run_shards)
+        self.timings[f"signal:{instance}"] = time.perf_counter() - start
+        self.signal_keys[instance] = signal.key(self.pool)
+        for col, arr in cols.items():
+            self.columns[f"{prefix}_{col}" if prefix else col] = arr
+        self._done.add(instance)
+
+    @staticmethod
+    def _declared(spec: dict[str, Any]) -> tuple[str, ...]:
+        cls = SIGNALS.get(spec.get("signal", ""))
+        cols = cls.columns if cls is not None else ()
+        prefix = spec.get("prefix")
+        return tuple(f"{prefix}_{c}" for c in cols) if prefix else tuple(cols)

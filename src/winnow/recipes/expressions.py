@@ -1,0 +1,79 @@
+"""Safe evaluation of filter expressions over columns, e.g. ``ifd < 1 and response_tokens >= 8``.
+
+Only names, numbers, booleans, comparisons, ``and``/``or``/``not``, arithmetic and a few
+numpy functions are allowed; nothing else is evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable
+
+import numpy as np
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.Div: operator.truediv, ast.Pow: operator.pow, ast.Mod: operator.mod}
+_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+            ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_FUNCTIONS = {"abs": np.abs, "log": np.log, "exp": np.exp, "isnan": np.isnan,
+              "isfinite": np.isfinite, "sqrt": np.sqrt}
+
+
+def column_names(expression: str) -> set[str]:
+    """Names of the columns an expression reads."""
+    tree = _parse(expression)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called
+            and n.id not in ("True", "False")}
+
+
+def evaluate(expression: str, column: Callable[[str], np.ndarray]) -> np.ndarray:
+    """Boolean mask from ``expression``; ``column(name)`` returns a 1-D array."""
+    result = _eval(_parse(expression).body, column, expression)
+    return np.asarray(result, dtype=bool)
+
+
+def _parse(expression: str) -> ast.Expression:
+    try:
+        return ast.parse(expression, mode="eval")
+    except SyntaxError as e:
+        raise ValueError(f"filter {expression!r}: not a valid expression ({e.msg})") from None
+
+
+def _eval(node: ast.AST, column: Callable[[str], np.ndarray], text: str):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool)):
+        return node.value
+    if isinstance(node, ast.Name):
+        return column(node.id)
+    if isinstance(node, ast.BoolOp):
+        values = [np.asarray(_eval(v, column, text), dtype=bool) for v in node.values]
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        out = values[0]
+        for v in values[1:]:
+            out = combine(out, v)
+        return out
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return np.logical_not(_eval(node.operand, column, text))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_eval(node.operand, column, text)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        return _BINARY[type(node.op)](_eval(node.left, column, text),
+                                      _eval(node.right, column, text))
+    if isinstance(node, ast.Compare):
+        left = _eval(node.left, column, text)
+        out = True
+        for op, right_node in zip(node.ops, node.comparators):
+            if type(op) not in _COMPARE:
+                break
+            right = _eval(right_node, column, text)
+            out = np.logical_and(out, _COMPARE[type(op)](left, right))
+            left = right
+        else:
+            return out
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in _FUNCTIONS and not node.keywords):
+        return _FUNCTIONS[node.func.id](*[_eval(a, column, text) for a in node.args])
+    raise ValueError(f"filter {text!r}: {ast.unparse(node)!r} is not allowed "
+                     f"(use column names, numbers, comparisons, and/or/not, + - * /, "
+                     f"{', '.join(_FUNCTIONS)})")
