@@ -34,6 +34,11 @@ def evaluate(expression: str, column: Callable[[str], np.ndarray]) -> np.ndarray
     return np.asarray(result, dtype=bool)
 
 
+def evaluate_numeric(expression: str, column: Callable[[str], np.ndarray]) -> np.ndarray:
+    """Float array from ``expression`` (a column name or arithmetic over columns)."""
+    return np.asarray(_eval(_parse(expression).body, column, expression), dtype=np.float64)
+
+
 def _parse(expression: str) -> ast.Expression:
     try:
         return ast.parse(expression, mode="eval")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from winnow.recipes.context import RunContext
-from winnow.recipes.expressions import evaluate
+from winnow.recipes.expressions import evaluate, evaluate_numeric
 from winnow.selectors.base import SELECTORS, Selector, get_selector
 from winnow.selectors.ranking import BottomK, QuantileBand, RandomSample, TopK
 
@@ -74,8 +74,14 @@ def filter_stage(ctx: RunContext, spec, candidates, keep):
                                                 "passed": int(mask.sum())})
 
 
-def _scores(ctx: RunContext, column: str, candidates: np.ndarray) -> np.ndarray:
-    return np.asarray(ctx.column(column), dtype=np.float64)[candidates]
+def _scores(ctx: RunContext, by: str, candidates: np.ndarray) -> np.ndarray:
+    """Values of a column, or of an arithmetic expression over columns, at ``candidates``."""
+    return evaluate_numeric(by, lambda c: np.asarray(ctx.column(c), dtype=np.float64)[candidates])
+
+
+# Most uncertain first: high entropy / least confidence, small margins.
+UNCERTAIN_FIRST = {"entropy": "desc", "least_confidence": "desc", "mean_margin": "asc",
+                   "min_margin": "asc"}
 
 
 def _ranking_stage(selector: type[Selector], kind: str):
@@ -91,6 +97,32 @@ def _ranking_stage(selector: type[Selector], kind: str):
 
 register_stage("top")(_ranking_stage(TopK, "top"))
 register_stage("bottom")(_ranking_stage(BottomK, "bottom"))
+
+
+@register_stage("rank")
+def rank_stage(ctx: RunContext, spec, candidates, keep):
+    """Order candidates by a column or expression and keep the first ``keep``.
+
+    ``order``: ``desc`` (default), ``asc``, ``middle`` (closest to the median first) or
+    ``uncertain`` (most uncertain first for the uncertainty columns).
+    """
+    by, order = spec["rank"], spec.get("order", "desc")
+    if order == "uncertain":
+        if by not in UNCERTAIN_FIRST:
+            raise ValueError(f"order 'uncertain' needs one of {sorted(UNCERTAIN_FIRST)}, "
+                             f"not {by!r}")
+        order = UNCERTAIN_FIRST[by]
+    if keep is None:
+        raise ValueError(f"stage rank {by}: needs 'keep' when it is not the last stage")
+    values = _scores(ctx, by, candidates)
+    if order == "middle":
+        sel = BottomK().select(keep, scores=np.abs(values - np.nanmedian(values)))
+    elif order in ("desc", "asc"):
+        sel = (TopK() if order == "desc" else BottomK()).select(keep, scores=values)
+    else:
+        raise ValueError(f"stage rank {by}: order must be desc, asc, middle or uncertain")
+    return StageResult(candidates[sel.indices], values[sel.indices],
+                       trace={"by": by, "order": order, "keep": int(keep), **sel.trace})
 
 
 @register_stage("band")

@@ -1,0 +1,242 @@
+"""The ``winnow`` command line: parse, call the library, print."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from winnow.data.errors import DataError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Select instruction-tuning data for LLMs.")
+console = Console(stderr=True)
+out = Console()
+
+DEFAULT_METHOD = "quality"
+
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="Pool file, save_to_disk folder "
+                                      "or dataset_info.json.")]
+FormatOpt = Annotated[str | None, typer.Option(help="alpaca | sharegpt | messages | columns "
+                                               "(default: detected).")]
+DatasetOpt = Annotated[str | None, typer.Option(help="Entry name when --data is a "
+                                                "LLaMA-Factory dataset_info.json.")]
+OnErrorOpt = Annotated[str, typer.Option("--on-error", help="raise | skip bad records.")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Signal cache "
+                                               "(default $WINNOW_CACHE_DIR or ~/.cache/winnow).")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values parsed as YAML scalars (numbers, booleans, null)."""
+    params = {}
+    for pair in pairs:
+        if "=" not in pair:
+            fail(f"--set {pair!r}: expected key=value")
+        key, value = pair.split("=", 1)
+        params[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return params
+
+
+def _load(data: str, format: str | None, dataset: str | None, on_error: str):
+    from winnow.data import load_pool
+
+    if on_error not in ("raise", "skip"):
+        fail(f"--on-error must be raise or skip, not {on_error!r}")
+    pool = load_pool(data, format=format, dataset=dataset, on_error=on_error)
+    if pool.skipped:
+        console.print(f"[yellow]skipped {pool.skipped} bad record(s) in {data}[/]")
+    return pool
+
+
+@app.command("methods")
+def methods_cmd() -> None:
+    """List every built-in method (recipe) with its paper."""
+    from winnow.recipes.recipe import list_recipes
+
+    table = Table("method", "what it does", "paper", box=None, show_lines=False)
+    for r in list_recipes():
+        table.add_row(r.name, r.summary, r.paper)
+    out.print(table)
+
+
+def _config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        fail(f"{path}: a config file is a mapping of options")
+    allowed = {"method", "data", "budget", "out", "scores", "manifest", "target", "seed",
+               "model", "params", "format", "dataset", "on_error"}
+    unknown = set(doc) - allowed
+    if unknown:
+        fail(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return doc
+
+
+@app.command("select")
+def select_cmd(
+    method: Annotated[str | None, typer.Argument(help="Method name (see `winnow methods`) or "
+                                                 "a recipe .yaml; default: quality.")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Pool file, save_to_disk "
+                                             "folder or dataset_info.json.")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", "-b",
+                                               help="Count (1000) or fraction (5%, 0.05).")] = None,
+    out_path: Annotated[str | None, typer.Option("--out", "-o", help="Subset file.")] = None,
+    scores: Annotated[str | None, typer.Option(help="Per-example scores file "
+                                               "(.jsonl/.json/.csv/.parquet).")] = None,
+    manifest: Annotated[str | None, typer.Option(help="Manifest JSON (default: next to "
+                                                 "--out).")] = None,
+    model: Annotated[str | None, typer.Option(help="Causal LM: HF id or path "
+                                              "(default: built-in).")] = None,
+    target: Annotated[str | None, typer.Option(help="Target set for targeted methods.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe "
+                                                   "parameter: key=value.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of options / params.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for every random choice.")] = None,
+    format: FormatOpt = None,
+    dataset: DatasetOpt = None,
+    on_error: OnErrorOpt = "raise",
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Select a subset of a pool with a method; write subset, scores and manifest."""
+    from winnow.recipes.outputs import write_outputs
+    from winnow.recipes.recipe import load_recipe
+    from winnow.recipes.runner import run_recipe
+    from winnow.store import Store
+
+    cfg = _config(config)
+    method = method or cfg.get("method") or DEFAULT_METHOD
+    data = data or cfg.get("data")
+    budget = budget or cfg.get("budget")
+    out_path = out_path or cfg.get("out")
+    if not data:
+        fail("--data is required")
+    if budget is None:
+        fail("--budget is required (a count like 1000 or a fraction like 5%)")
+    started = time.perf_counter()
+    try:
+        recipe = load_recipe(method)
+        params = dict(cfg.get("params") or {})
+        params.update(parse_sets(set_ or []))
+        if model or cfg.get("model"):
+            if "model" not in recipe.params:
+                fail(f"method {recipe.name} takes no --model")
+            params["model"] = model or cfg.get("model")
+        pool = _load(data, format or cfg.get("format"), dataset or cfg.get("dataset"),
+                     on_error if on_error != "raise" else cfg.get("on_error", "raise"))
+        target_path = target or cfg.get("target")
+        target_pool = _load(target_path, None, None, "raise") if target_path else None
+        result = run_recipe(recipe, pool, budget, params=params,
+                            store=Store(cache_dir) if cache_dir else None,
+                            seed=seed if seed is not None else cfg.get("seed", 0),
+                            target=target_pool)
+        manifest = manifest or cfg.get("manifest") or (
+            str(Path(out_path).with_suffix("")) + ".manifest.json" if out_path else None)
+        write_outputs(result, data=data, out=out_path, scores=scores or cfg.get("scores"),
+                      manifest_path=manifest, command=sys.argv,
+                      seconds=time.perf_counter() - started)
+    except DataError as e:
+        fail(str(e))
+    except (KeyError, ValueError) as e:
+        fail(e.args[0] if e.args else str(e))
+    _summary(result, out_path, scores, manifest)
+
+
+def _summary(result, out_path, scores, manifest) -> None:
+    table = Table("stage", "in", "out", "seconds", box=None)
+    for s in result.stages:
+        table.add_row(f"{s['stage']} {s['kind']}", str(s["in"]), str(s["out"]),
+                      f"{s['seconds']:.2f}")
+    console.print(table)
+    console.print(f"[bold green]{result.recipe.name}[/]: selected {len(result.selected)} of "
+                  f"{len(result.pool)} (budget {result.budget})")
+    for label, path in (("subset", out_path), ("scores", scores), ("manifest", manifest)):
+        if path:
+            console.print(f"  {label}: {path}")
+
+
+SCORE_GROUPS = {
+    "loss": ["loss", "response_tokens"],
+    "ppl": ["ppl"],
+    "ifd": ["ifd", "loss_alone", "ppl_alone"],
+    "uncertainty": ["entropy", "least_confidence", "mean_margin", "min_margin"],
+}
+
+
+@app.command("score")
+def score_cmd(
+    signals: Annotated[list[str], typer.Argument(help="loss ppl ifd uncertainty "
+                                                 "instruction_ppl")],
+    data: DataOpt,
+    out_path: Annotated[str, typer.Option("--out", "-o", help="Scores file "
+                                          "(.parquet/.jsonl/.json/.csv).")],
+    model: Annotated[str, typer.Option(help="Causal LM: HF id or path.")] = "default",
+    template: Annotated[str, typer.Option(help="alpaca | chat | plain.")] = "alpaca",
+    max_length: Annotated[int, typer.Option(help="Max tokens per example.")] = 512,
+    ifd_mode: Annotated[str, typer.Option("--ifd", help="cherry | superfilter.")] = "cherry",
+    dtype: Annotated[str, typer.Option(help="auto | bf16 | fp32 | fp16.")] = "auto",
+    format: FormatOpt = None,
+    dataset: DatasetOpt = None,
+    on_error: OnErrorOpt = "raise",
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Compute model-scored signals for every example and write them as a table."""
+    from winnow.recipes.outputs import write_table
+    from winnow.signals.base import get_signal
+    from winnow.store import Store
+
+    wanted = []
+    for name in signals:
+        if name not in SCORE_GROUPS and name != "instruction_ppl":
+            fail(f"unknown score {name!r}; choose from "
+                 f"{', '.join([*SCORE_GROUPS, 'instruction_ppl'])}")
+    try:
+        pool = _load(data, format, dataset, on_error)
+        store = Store(cache_dir) if cache_dir else Store()
+        common = {"model": model, "template": template, "max_length": max_length,
+                  "dtype": dtype}
+        table: dict[str, list] = {"id": list(pool.ids)}
+        lm_names = [s for s in signals if s in SCORE_GROUPS]
+        if lm_names:
+            cols = get_signal("lm_scores", **common, ifd=ifd_mode)(pool, store)
+            for name in lm_names:
+                wanted += SCORE_GROUPS[name]
+            for c in dict.fromkeys(wanted):
+                table[c] = [v.item() for v in cols[c]]
+        if "instruction_ppl" in signals:
+            cols = get_signal("instruction_ppl", **common)(pool, store)
+            table["instruction_ppl"] = [v.item() for v in cols["instruction_ppl"]]
+        write_table(table, out_path)
+    except DataError as e:
+        fail(str(e))
+    except (KeyError, ValueError) as e:
+        fail(e.args[0] if e.args else str(e))
+    console.print(f"wrote {len(pool)} rows × {len(table) - 1} scores to {out_path}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's outputs.")] =
+    Path("winnow-demo"),
+    budget: Annotated[str, typer.Option(help="Budget for the demo selection.")] = "20%",
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Run IFD selection with the built-in model on the built-in pool, end to end."""
+    from winnow.demo import run_demo
+
+    run_demo(out_dir, budget=budget, cache_dir=cache_dir, console=out)
+
+
+def main() -> None:  # pragma: no cover
+    app()
