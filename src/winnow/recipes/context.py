@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from winnow.data.pool import Pool
-from winnow.signals.base import SIGNALS, get_signal
+from winnow.signals.base import get_signal, signal_class
 from winnow.store import Store
 
 
@@ -69,7 +69,7 @@ class RunContext:
         spec = dict(self.signals[instance])
         prefix = spec.pop("prefix", None)
         signal_name = spec.pop("signal", instance)
-        if getattr(SIGNALS.get(signal_name), "uses_target", False):
+        if getattr(signal_class(signal_name), "uses_target", False):
             spec["target"] = self.target
         signal = get_signal(signal_name, **spec)
         start = time.perf_counter()
@@ -82,7 +82,7 @@ class RunContext:
 
     @staticmethod
     def _declared(spec: dict[str, Any]) -> tuple[str, ...]:
-        cls = SIGNALS.get(spec.get("signal", ""))
+        cls = signal_class(spec.get("signal", ""))
         cols = cls.columns if cls is not None else ()
         prefix = spec.get("prefix")
         return tuple(f"{prefix}_{c}" for c in cols) if prefix else tuple(cols)

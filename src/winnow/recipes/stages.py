@@ -9,6 +9,8 @@ run's budget unless it says otherwise. New kinds register with :func:`register_s
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ import numpy as np
 
 from winnow.recipes.context import RunContext
 from winnow.recipes.expressions import evaluate, evaluate_numeric
-from winnow.selectors.base import SELECTORS, Selector, get_selector
+from winnow.selectors.base import Selector, get_selector, selector_class
 from winnow.selectors.ranking import BottomK, QuantileBand, RandomSample, TopK
 
 
@@ -52,8 +54,22 @@ def register_stage(kind: str, *, chooses: bool = True) -> Callable[[StageFn], St
     return wrap
 
 
+# Modules that register further stage kinds, imported on first need.
+STAGE_MODULES = ["winnow.recipes.dedup_stage", "winnow.train.pipelines"]
+
+
+def discover() -> None:
+    """Import the modules of :data:`STAGE_MODULES` that exist."""
+    for name in STAGE_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
 def stage_kind(spec: dict[str, Any]) -> str:
     kinds = [k for k in spec if k in STAGES]
+    if not kinds:
+        discover()
+        kinds = [k for k in spec if k in STAGES]
     if len(kinds) != 1:
         raise ValueError(f"stage {spec!r}: expected exactly one of {sorted(STAGES)}")
     return kinds[0]
@@ -150,7 +166,7 @@ SELECT_KEYS = {"select", "inputs", "keep"}
 def select_stage(ctx: RunContext, spec, candidates, keep):
     """Run a selector over the candidates' columns (``inputs``: selector input → column)."""
     params = {k: v for k, v in spec.items() if k not in SELECT_KEYS}
-    selector_cls = SELECTORS.get(spec["select"])
+    selector_cls = selector_class(spec["select"])
     if selector_cls is not None and "random_state" in inspect.signature(selector_cls).parameters:
         params.setdefault("random_state", ctx.seed)
     selector = get_selector(spec["select"], **params)

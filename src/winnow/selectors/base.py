@@ -7,6 +7,8 @@ vector, ...); ``budget`` is a count. Every random choice takes ``random_state``.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -53,9 +55,24 @@ class Selector(ABC):
         """Choose at most ``budget`` items."""
 
 
+def discover() -> None:
+    """Import every module of ``winnow.selectors`` so that all selectors are registered."""
+    import winnow.selectors as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def selector_class(name: str) -> type[Selector] | None:
+    """The registered selector class called ``name`` (None if there is none)."""
+    if name not in SELECTORS:
+        discover()
+    return SELECTORS.get(name)
+
+
 def get_selector(name: str, **params: Any) -> Selector:
     """Instantiate a registered selector by name."""
-    if name not in SELECTORS:
+    if selector_class(name) is None:
         known = ", ".join(sorted(SELECTORS)) or "none"
         raise KeyError(f"unknown selector {name!r}; known selectors: {known}")
     return SELECTORS[name](**params)

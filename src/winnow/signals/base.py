@@ -8,6 +8,8 @@ to any of them is a cache miss.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -72,9 +74,24 @@ class Signal(ABC):
                              shard_size=self.shard_size, meta=meta, run_shards=run_shards)
 
 
+def discover() -> None:
+    """Import every module of ``winnow.signals`` so that all signals are registered."""
+    import winnow.signals as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def signal_class(name: str) -> type[Signal] | None:
+    """The registered signal class called ``name`` (None if there is none)."""
+    if name not in SIGNALS:
+        discover()
+    return SIGNALS.get(name)
+
+
 def get_signal(name: str, **params: Any) -> Signal:
     """Instantiate a registered signal by name."""
-    if name not in SIGNALS:
+    if signal_class(name) is None:
         known = ", ".join(sorted(SIGNALS)) or "none"
         raise KeyError(f"unknown signal {name!r}; known signals: {known}")
     return SIGNALS[name](**params)
