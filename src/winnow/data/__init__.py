@@ -1,0 +1,200 @@
+"""The data layer: read a pool of examples from any supported file and write subsets back.
+
+>>> pool = load_pool("alpaca_en_demo.json")                # format and file type detected
+>>> write_subset(pool, [3, 1, 4], "subset.json")           # same schema, records unchanged
+
+``load_pool`` reads .json (array or JSON Lines), .jsonl, .parquet, .csv, a ``datasets``
+folder saved with ``save_to_disk``, or an entry of a LLaMA-Factory ``dataset_info.json``,
+in the Alpaca, ShareGPT, OpenAI messages or plain prompt/response formats.
+"""
+
+from __future__ import annotations
+
+from itertools import chain, islice
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from winnow.data.dataset_info import info_path_of, resolve_entry
+from winnow.data.errors import DataError
+from winnow.data.files import file_type_of, out_type_of, read_rows, write_records
+from winnow.data.formats import (
+    FORMATS,
+    RecordError,
+    Spec,
+    detect_format,
+    extra_fields,
+    make_spec,
+    to_conversation,
+)
+from winnow.data.pool import ROLES, Pool, Source, content_id, last_exchange
+
+__all__ = ["FORMATS", "ROLES", "DataError", "Pool", "Source", "content_id", "last_exchange",
+           "load_pool", "write_subset"]
+
+DETECT_ROWS = 100  # records looked at to detect the format
+MAX_ERRORS = 5  # errors kept in ``pool.source.options["errors"]`` when skipping
+
+
+def load_pool(path: str | PathLike, *, format: str | None = None,
+              columns: dict[str, str | None] | None = None, dataset: str | None = None,
+              on_error: str = "raise") -> Pool:
+    """Read a pool of examples.
+
+    path : a data file, a save_to_disk folder, or a LLaMA-Factory ``dataset_info.json`` (or
+        the folder holding one) together with ``dataset``, the entry name.
+    format : "alpaca" | "columns" | "sharegpt" | "messages"; detected from the first
+        records when ``None``.
+    columns : field names by LLaMA-Factory column role (``prompt``, ``query``, ``response``,
+        ``history``, ``system``, ``tools``, ``messages``, ``chosen``, ``id``) and tags
+        (``role_tag``, ``content_tag``, ``user_tag``, ``assistant_tag``, ...), e.g.
+        ``{"prompt": "question", "response": "answer"}``.
+    on_error : "raise" (first bad record raises ``DataError``) or "skip" (bad records are
+        left out; ``pool.skipped`` counts them and ``pool.source.options["errors"]`` keeps
+        the first few messages).
+
+    Ids are the records' ``id`` field when every record has one and they are unique, else a
+    content hash (repeats of identical content get ``-2``, ``-3``, ... suffixes). Scalar
+    fields outside the conversation (``domain``, ``category``, ...) go to ``pool.extra``;
+    a record's tool description goes to ``pool.extra["tools"]``.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    path = Path(path)
+    spec, options = _spec_for(path, format, columns, dataset)
+    if "dataset" in options:
+        path = Path(options.pop("data_path"))
+    file_type = file_type_of(path)
+    file_options, rows = read_rows(path, file_type)
+    head = list(islice(rows, DETECT_ROWS))
+    if not head:
+        raise DataError("empty file: no records", str(path))
+    if spec is None:
+        spec = _detect(path, head, columns, on_error)
+
+    ids_field = spec.columns.get("id")
+    given_ids: list[Any] | None = []
+    records: list[Any] = []
+    conversations: list[list[dict[str, str]]] = []
+    extra: dict[str, list[Any]] = {}
+    errors: list[str] = []
+    skipped = 0
+    for row in chain(head, rows):
+        try:
+            if row.error:
+                raise RecordError(row.error)
+            conv, tools = to_conversation(row.value, spec)
+        except RecordError as e:
+            err = DataError(e.message, str(path), record=row.index, line=row.line,
+                            field=e.field)
+            if on_error == "raise":
+                raise err from None
+            skipped += 1
+            if len(errors) < MAX_ERRORS:
+                errors.append(str(err))
+            continue
+        n = len(records)
+        fields = extra_fields(row.value, spec)
+        if tools is not None:
+            fields["tools"] = tools
+        for key, value in fields.items():
+            column = extra.get(key)
+            if column is None:
+                column = extra[key] = [None] * n
+            column.append(value)
+        if len(extra) > len(fields):
+            for column in extra.values():
+                if len(column) == n:
+                    column.append(None)
+        if given_ids is not None:
+            rid = row.value.get(ids_field) if ids_field else None
+            if isinstance(rid, (str, int)) and not isinstance(rid, bool):
+                given_ids.append(str(rid))
+            else:
+                given_ids = None
+        records.append(row.raw)
+        conversations.append(conv)
+    if not records:
+        raise DataError(f"no usable records: all {skipped} were bad; first error: "
+                        f"{errors[0] if errors else '?'}", str(path))
+
+    if given_ids is not None and len(set(given_ids)) == len(given_ids):
+        ids, id_source = given_ids, "field"
+    else:
+        ids, id_source = _content_ids(conversations, extra.get("tools")), "content"
+    options.update(file_options)
+    options.update(columns={k: v for k, v in spec.columns.items() if v}, tags=spec.tags,
+                   ids=id_source, errors=errors)
+    source = Source(str(path), file_type, spec.format, options)
+    return Pool(ids, conversations, records, source, extra, skipped=skipped)
+
+
+def _spec_for(path: Path, format: str | None, columns: dict[str, str | None] | None,
+              dataset: str | None) -> tuple[Spec | None, dict[str, Any]]:
+    """(the spec when known before reading, source options) for a path and arguments."""
+    info = info_path_of(path)
+    if info is not None or dataset is not None:
+        if info is None:
+            raise DataError("a dataset name needs a dataset_info.json (or the folder holding "
+                            "one) as the data path", str(path))
+        entry = resolve_entry(info, dataset, columns)
+        if format is not None and format != entry.spec.format:
+            raise DataError(f"entry {entry.name!r} is {entry.spec.format}, not {format}",
+                            str(info), field=entry.name)
+        return entry.spec, {"dataset": entry.name, "dataset_info": str(info),
+                            "data_path": str(entry.path)}
+    if format is None:
+        return None, {}
+    try:
+        return make_spec(format, columns), {}
+    except ValueError as e:
+        raise DataError(str(e), str(path)) from None
+
+
+def _detect(path: Path, head: list, columns: dict[str, str | None] | None,
+            on_error: str) -> Spec:
+    values = [r.value for r in head if isinstance(r.value, dict)]
+    if not values:
+        bad = next((r for r in head if r.error), None)
+        if bad is not None and on_error == "raise":
+            raise DataError(bad.error, str(path), record=bad.index, line=bad.line)
+        raise DataError("unknown format: no record is a JSON object", str(path))
+    try:
+        return detect_format(values, columns)
+    except (RecordError, ValueError) as e:
+        raise DataError(str(e), str(path)) from None
+
+
+def _content_ids(conversations: list[list[dict[str, str]]],
+                 tools: list[str | None] | None) -> list[str]:
+    """Content hashes, made unique by suffixing repeats with -2, -3, ..."""
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for k, conv in enumerate(conversations):
+        key = conv if not tools or tools[k] is None else [*conv, {"tools": tools[k]}]
+        cid = content_id(key)
+        count = seen.get(cid, 0) + 1
+        seen[cid] = count
+        ids.append(cid if count == 1 else f"{cid}-{count}")
+    return ids
+
+
+def write_subset(pool: Pool, indices, out_path: str | PathLike) -> None:
+    """Write the records at ``indices`` (positions in ``pool``) to ``out_path``.
+
+    Records are written unchanged, in pool order (indices are sorted, repeats dropped), in
+    the input's schema. The file type is the input's when ``out_path`` has the input's
+    suffix, else the one its suffix names (.json, .jsonl, .parquet, .csv). JSONL lines are
+    copied byte for byte; JSON arrays keep the input's indentation; parquet and save_to_disk
+    output keep the input's schema. The write is atomic.
+    """
+    idx = np.unique(np.asarray(indices, dtype=np.int64).reshape(-1))
+    if idx.size and (idx[0] < 0 or idx[-1] >= len(pool)):
+        raise IndexError(f"indices must lie in [0, {len(pool)}); got {idx[0]}..{idx[-1]}")
+    out_path = Path(out_path)
+    src = pool.source
+    out_type = out_type_of(out_path, src.path, src.file_type)
+    write_records([pool.records[i] for i in idx], out_path, out_type, src.path,
+                  src.file_type, src.options)
