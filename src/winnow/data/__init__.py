@@ -10,6 +10,7 @@ in the Alpaca, ShareGPT, OpenAI messages or plain prompt/response formats.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from itertools import chain, islice
 from os import PathLike
 from pathlib import Path
@@ -72,7 +73,7 @@ def load_pool(path: str | PathLike, *, format: str | None = None,
     if not head:
         raise DataError("empty file: no records", str(path))
     if spec is None:
-        spec = _detect(path, head, columns, on_error)
+        spec = _detect(path, head, rows, columns, on_error)
 
     ids_field = spec.columns.get("id")
     given_ids: list[Any] | None = []
@@ -153,13 +154,26 @@ def _spec_for(path: Path, format: str | None, columns: dict[str, str | None] | N
         raise DataError(str(e), str(path)) from None
 
 
-def _detect(path: Path, head: list, columns: dict[str, str | None] | None,
+def _detect(path: Path, head: list, rows: Iterator, columns: dict[str, str | None] | None,
             on_error: str) -> Spec:
+    """The spec of the records in ``head``; when skipping, rows are read into ``head``
+    until one is a JSON object."""
     values = [r.value for r in head if isinstance(r.value, dict)]
+    while not values and on_error == "skip":
+        row = next(rows, None)
+        if row is None:
+            break
+        head.append(row)
+        if isinstance(row.value, dict):
+            values.append(row.value)
     if not values:
         bad = next((r for r in head if r.error), None)
         if bad is not None and on_error == "raise":
             raise DataError(bad.error, str(path), record=bad.index, line=bad.line)
+        if bad is not None:
+            first = DataError(bad.error, str(path), record=bad.index, line=bad.line)
+            raise DataError(f"no usable records: all {len(head)} were bad; first error: "
+                            f"{first}", str(path))
         raise DataError("unknown format: no record is a JSON object", str(path))
     try:
         return detect_format(values, columns)

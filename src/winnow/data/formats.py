@@ -162,8 +162,12 @@ def _text(value: Any, where: str, required: bool = True) -> str:
         return value
     if value is None and not required:
         return ""
-    kind = "missing" if value is None else f"a {type(value).__name__}, not a string"
+    kind = "missing" if value is None else f"{_a(type(value).__name__)}, not a string"
     raise RecordError(f"{where} is {kind}", where)
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 def _content(value: Any, where: str) -> str:
@@ -173,13 +177,12 @@ def _content(value: Any, where: str) -> str:
     if isinstance(value, list):
         parts = []
         for k, part in enumerate(value):
-            if isinstance(part, str):
-                parts.append(part)
-                continue
-            if not isinstance(part, dict) or part.get("type", "text") != "text":
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise RecordError(f"content part of type {kind!r} is not text; only text "
-                                  "content is supported", f"{where}[{k}]")
+            if not isinstance(part, dict):
+                raise RecordError(f"{where}[{k}] is {_a(type(part).__name__)}, not a content "
+                                  "part like {type: text, text: ...}", f"{where}[{k}]")
+            if part.get("type", "text") != "text":
+                raise RecordError(f"content part of type {part.get('type')!r} is not text; "
+                                  "only text content is supported", f"{where}[{k}]")
             text = part.get("text", part.get("value"))
             parts.append(_text(text, f"{where}[{k}].text"))
         return "".join(parts)
@@ -193,7 +196,7 @@ def to_conversation(record: Any, spec: Spec) -> tuple[list[dict[str, str]], str 
     string), or ``None``.
     """
     if not isinstance(record, dict):
-        raise RecordError(f"record is a {type(record).__name__}, not an object")
+        raise RecordError(f"record is {_a(type(record).__name__)}, not an object")
     conv = _chat(record, spec) if spec.chat else _alpaca(record, spec)
     tools = None
     tools_col = spec.columns.get("tools")
@@ -255,7 +258,7 @@ def _chat(record: dict, spec: Spec) -> list[dict[str, str]]:
     if turns is None:
         raise RecordError(f"no conversation: field '{name}' is missing", name)
     if not isinstance(turns, list):
-        raise RecordError(f"{name} is a {type(turns).__name__}, not a list of turns", name)
+        raise RecordError(f"{name} is {_a(type(turns).__name__)}, not a list of turns", name)
     roles = ROLE_ALIASES | {tags["user_tag"]: "user", tags["assistant_tag"]: "assistant",
                             tags["observation_tag"]: "tool", tags["function_tag"]: "assistant",
                             tags["system_tag"]: "system"}
@@ -268,7 +271,7 @@ def _chat(record: dict, spec: Spec) -> list[dict[str, str]]:
     for k, turn in enumerate(turns):
         where = f"{name}[{k}]"
         if not isinstance(turn, dict):
-            raise RecordError(f"{where} is a {type(turn).__name__}, not an object", where)
+            raise RecordError(f"{where} is {_a(type(turn).__name__)}, not an object", where)
         tag = turn.get(role_key)
         role = roles.get(tag) if isinstance(tag, str) else None
         if role is None:
