@@ -1,0 +1,175 @@
+"""Embedding signals: sentence-transformers embeddings and causal-LM hidden states.
+
+Both produce one 2-D column, ``embedding`` (n, dim), stored as float32 or float16 and
+memory-mapped from the cache.
+
+Text per example (``text``): "instruction" (the last user turn: instruction and input),
+"response" (the last assistant turn), "instruction_response" (both, as Superfiltering.D
+embeds "whole" examples) or "conversation" (every turn, as DEITA embeds dialogues).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+
+from winnow.data.pool import Pool, last_exchange
+from winnow.signals.base import Columns, Signal, register_signal
+
+TEXTS = ("instruction", "response", "instruction_response", "conversation")
+POOLINGS = ("mean", "last")
+
+
+def example_text(conversation: list[dict[str, str]], text: str) -> str:
+    """The text of one conversation that gets embedded (see the module doc)."""
+    if text == "conversation":
+        return "\n\n".join(t["content"] for t in conversation)
+    instruction, response = last_exchange(conversation)
+    if text == "instruction":
+        return instruction
+    if text == "response":
+        return response
+    if text == "instruction_response":
+        return f"{instruction}\n{response}"
+    raise ValueError(f"text must be one of {TEXTS}, not {text!r}")
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+@register_signal
+class Embedding(Signal):
+    """Sentence-transformers embeddings (unit rows by default).
+
+    Parameters: model ("default" = all-MiniLM-L6-v2, a folder or an HF id), text,
+    normalize (True), dtype ("float32" | "float16"), batch_size, device, progress.
+    """
+
+    name = "embedding"
+    version = "1"
+    columns = ("embedding",)
+    shard_size = 2048
+
+    def __init__(self, model: str = "default", text: str = "instruction",
+                 normalize: bool = True, dtype: str = "float32", batch_size: int = 64,
+                 device: str = "auto", revision: str | None = None, progress: bool = True):
+        _check(text, TEXTS, "text")
+        _check(dtype, ("float32", "float16"), "dtype")
+        self.batch_size, self.device, self.progress = int(batch_size), device, progress
+        super().__init__(model=str(model), text=text, normalize=bool(normalize), dtype=dtype,
+                         revision=revision)
+        self._identity: dict[str, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        from winnow.models.embedder import embedder_identity
+
+        if self._identity is None:
+            self._identity = embedder_identity(self.params["model"], self.params["revision"])
+        return self._identity
+
+    def compute(self, pool: Pool, start: int, stop: int) -> Columns:
+        from winnow.models.embedder import load_embedder
+
+        p = self.params
+        emb = load_embedder(p["model"], self.device, p["revision"])
+        texts = [example_text(c, p["text"]) for c in pool.conversations[start:stop]]
+        X = emb.encode(texts, batch_size=self.batch_size, normalize=p["normalize"],
+                       progress=self.progress)
+        return {"embedding": X.astype(p["dtype"])}
+
+
+@functools.lru_cache(maxsize=2)
+def _causal_lm(model: str, device: str, dtype: str, revision: str | None):
+    from winnow.models.causal_lm import load_causal_lm
+
+    return load_causal_lm(model, device=device, dtype=dtype, revision=revision)
+
+
+def pooled_hidden_states(lm, texts: list[str], *, pooling: str = "mean",
+                         max_length: int = 512, batch_size: int = 16,
+                         progress: bool = False) -> np.ndarray:
+    """(len(texts), hidden) float32: the last layer's hidden states, averaged over the
+    tokens ("mean", as Cherry LLM / DiverseEvol) or at the last token ("last", as DEITA)."""
+    from tqdm.auto import tqdm
+
+    tok, model = lm.tokenizer, lm.model
+    ids = [tok(t, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
+           or [tok.eos_token_id] for t in texts]
+    order = np.argsort([-len(i) for i in ids], kind="stable")
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    for a in tqdm(range(0, len(order), batch_size), disable=not progress,
+                  desc=f"lm_embedding ({pooling})"):
+        batch = order[a:a + batch_size]
+        width = max(len(ids[i]) for i in batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, i in enumerate(batch):
+            input_ids[r, :len(ids[i])] = torch.tensor(ids[i])
+            mask[r, :len(ids[i])] = 1
+        input_ids, mask = input_ids.to(lm.device), mask.to(lm.device)
+        with torch.no_grad():
+            hidden = model(input_ids=input_ids, attention_mask=mask,
+                           output_hidden_states=True).hidden_states[-1].float()
+        if pooling == "mean":
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+        else:
+            pooled = hidden[torch.arange(len(batch)), mask.sum(1) - 1]
+        out[batch] = pooled.cpu().numpy()
+    return out
+
+
+@register_signal
+class LMEmbedding(Signal):
+    """Causal-LM hidden-state embeddings (last layer; mean-pooled or last token).
+
+    Parameters: model ("default" or any causal LM), pooling ("mean" | "last"), text,
+    max_length (512), dtype of the model ("auto" | "fp32" | "bf16" | "fp16"), storage
+    ("float32" | "float16"), batch_size, device, progress.
+    """
+
+    name = "lm_embedding"
+    version = "1"
+    columns = ("embedding",)
+    shard_size = 512
+
+    def __init__(self, model: str = "default", pooling: str = "mean", text: str = "instruction",
+                 max_length: int = 512, dtype: str = "auto", storage: str = "float32",
+                 batch_size: int = 16, device: str = "auto", revision: str | None = None,
+                 progress: bool = True):
+        from winnow.models.device import dtype_name, resolve_device, resolve_dtype
+
+        _check(pooling, POOLINGS, "pooling")
+        _check(text, TEXTS, "text")
+        _check(storage, ("float32", "float16"), "storage")
+        self.device = str(resolve_device(device))
+        self.batch_size, self.progress = int(batch_size), progress
+        super().__init__(model=str(model), pooling=pooling, text=text,
+                         max_length=int(max_length),
+                         dtype=dtype_name(resolve_dtype(dtype, resolve_device(self.device))),
+                         storage=storage, revision=revision)
+        self._identity: dict[str, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        from winnow.models.causal_lm import model_identity
+
+        if self._identity is None:
+            p = self.params
+            self._identity = model_identity(p["model"], revision=p["revision"]) or \
+                _causal_lm(p["model"], self.device, p["dtype"], p["revision"]).identity
+        return self._identity
+
+    def compute(self, pool: Pool, start: int, stop: int) -> Columns:
+        p = self.params
+        lm = _causal_lm(p["model"], self.device, p["dtype"], p["revision"])
+        texts = [example_text(c, p["text"]) for c in pool.conversations[start:stop]]
+        X = pooled_hidden_states(lm, texts, pooling=p["pooling"], max_length=p["max_length"],
+                                 batch_size=self.batch_size, progress=self.progress)
+        return {"embedding": X.astype(p["storage"])}
