@@ -30,6 +30,8 @@ DatasetOpt = Annotated[str | None, typer.Option(help="Entry name when --data is 
 OnErrorOpt = Annotated[str, typer.Option("--on-error", help="raise | skip bad records.")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Signal cache "
                                                "(default $WINNOW_CACHE_DIR or ~/.cache/winnow).")]
+ExecutorOpt = Annotated[str, typer.Option(help="Where signal shards run: local | ray.")]
+WorkersOpt = Annotated[int, typer.Option(help="Ray workers (one model copy each).")]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -46,6 +48,12 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
         key, value = pair.split("=", 1)
         params[key.strip()] = yaml.safe_load(value) if value.strip() else ""
     return params
+
+
+def _executor(name: str, workers: int):
+    from winnow.executors import get_executor
+
+    return get_executor(name, num_workers=workers) if name == "ray" else get_executor(name)
 
 
 def _load(data: str, format: str | None, dataset: str | None, on_error: str):
@@ -108,6 +116,8 @@ def select_cmd(
     dataset: DatasetOpt = None,
     on_error: OnErrorOpt = "raise",
     cache_dir: CacheOpt = None,
+    executor: ExecutorOpt = "local",
+    workers: WorkersOpt = 2,
 ) -> None:
     """Select a subset of a pool with a method; write subset, scores and manifest."""
     from winnow.recipes.outputs import write_outputs
@@ -140,7 +150,7 @@ def select_cmd(
         result = run_recipe(recipe, pool, budget, params=params,
                             store=Store(cache_dir) if cache_dir else None,
                             seed=seed if seed is not None else cfg.get("seed", 0),
-                            target=target_pool)
+                            target=target_pool, run_shards=_executor(executor, workers))
         manifest = manifest or cfg.get("manifest") or (
             str(Path(out_path).with_suffix("")) + ".manifest.json" if out_path else None)
         write_outputs(result, data=data, out=out_path, scores=scores or cfg.get("scores"),
@@ -190,6 +200,8 @@ def score_cmd(
     dataset: DatasetOpt = None,
     on_error: OnErrorOpt = "raise",
     cache_dir: CacheOpt = None,
+    executor: ExecutorOpt = "local",
+    workers: WorkersOpt = 2,
 ) -> None:
     """Compute model-scored signals for every example and write them as a table."""
     from winnow.recipes.outputs import write_table
@@ -204,18 +216,19 @@ def score_cmd(
     try:
         pool = _load(data, format, dataset, on_error)
         store = Store(cache_dir) if cache_dir else Store()
+        shards = _executor(executor, workers)
         common = {"model": model, "template": template, "max_length": max_length,
                   "dtype": dtype}
         table: dict[str, list] = {"id": list(pool.ids)}
         lm_names = [s for s in signals if s in SCORE_GROUPS]
         if lm_names:
-            cols = get_signal("lm_scores", **common, ifd=ifd_mode)(pool, store)
+            cols = get_signal("lm_scores", **common, ifd=ifd_mode)(pool, store, run_shards=shards)
             for name in lm_names:
                 wanted += SCORE_GROUPS[name]
             for c in dict.fromkeys(wanted):
                 table[c] = [v.item() for v in cols[c]]
         if "instruction_ppl" in signals:
-            cols = get_signal("instruction_ppl", **common)(pool, store)
+            cols = get_signal("instruction_ppl", **common)(pool, store, run_shards=shards)
             table["instruction_ppl"] = [v.item() for v in cols["instruction_ppl"]]
         write_table(table, out_path)
     except DataError as e:
