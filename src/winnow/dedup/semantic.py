@@ -9,7 +9,6 @@ dropped when a kept item is a neighbour (the most similar one is recorded).
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 
 from winnow.dedup.base import Duplicates, check_order
@@ -27,7 +26,9 @@ def _normalised(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(norms, 1e-12)
 
 
-def _index(X: np.ndarray, exact_max: int, nprobe: int, seed: int) -> faiss.Index:
+def _index(X: np.ndarray, exact_max: int, nprobe: int, seed: int):
+    import faiss  # imported on use: loading it is slow
+
     n, d = X.shape
     if n <= exact_max:
         index = faiss.IndexFlatIP(d)

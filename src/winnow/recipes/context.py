@@ -24,10 +24,14 @@ class RunContext:
     pool : the pool being selected from.
     store : the signal cache.
     signals : the recipe's signal instances, ``{instance name: {"signal": name, **params}}``;
-        an optional ``prefix`` renames its columns to ``<prefix>_<column>``.
+        an optional ``prefix`` renames its columns to ``<prefix>_<column>``; ``on:
+        candidates`` computes it only for the examples that reach the first stage needing
+        it (cached under that subset's fingerprint; the other rows are NaN), unless the
+        whole pool's columns are already cached.
     seed : seed for every random choice.
     target : the target set of targeted methods, if any.
     run_shards : an executor's shard runner (None: in-process).
+    candidates : pool indices reaching the current stage (set by the runner).
     """
 
     pool: Pool
@@ -36,6 +40,7 @@ class RunContext:
     seed: int = 0
     target: Pool | None = None
     run_shards: Any = None
+    candidates: np.ndarray | None = None
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     signal_keys: dict[str, str] = field(default_factory=dict)
@@ -68,17 +73,47 @@ class RunContext:
     def compute_signal(self, instance: str) -> None:
         spec = dict(self.signals[instance])
         prefix = spec.pop("prefix", None)
+        on = spec.pop("on", "pool")
+        if on not in ("pool", "candidates"):
+            raise ValueError(f"signal {instance}: 'on' is pool or candidates, not {on!r}")
         signal_name = spec.pop("signal", instance)
         if getattr(signal_class(signal_name), "uses_target", False):
             spec["target"] = self.target
         signal = get_signal(signal_name, **spec)
         start = time.perf_counter()
-        cols = signal(self.pool, self.store, run_shards=self.run_shards)
+        rows = self.candidates
+        if on == "candidates" and rows is not None and len(rows) < len(self.pool):
+            cols, key = self._on_rows(signal, rows)
+        else:
+            cols = signal(self.pool, self.store, run_shards=self.run_shards)
+            key = signal.key(self.pool)
         self.timings[f"signal:{instance}"] = time.perf_counter() - start
-        self.signal_keys[instance] = signal.key(self.pool)
+        self.signal_keys[instance] = key
         for col, arr in cols.items():
             self.columns[f"{prefix}_{col}" if prefix else col] = arr
         self._done.add(instance)
+
+    def _on_rows(self, signal, rows: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
+        """Columns of ``signal`` for pool ``rows`` only, scattered to length n (NaN
+        elsewhere); the whole pool's cached columns when they exist."""
+        full_key = signal.key(self.pool)
+        cached = self.store.load(signal.name, full_key)
+        if cached is not None:
+            return cached, full_key
+        subset = self.pool.subset(rows)
+        cols = signal(subset, self.store, run_shards=self.run_shards)
+        n = len(self.pool)
+        out = {}
+        for col, arr in cols.items():
+            arr = np.asarray(arr)
+            if arr.dtype.kind in "biufc":
+                dtype = arr.dtype if arr.dtype.kind in "fc" else np.float64
+                full = np.full((n, *arr.shape[1:]), np.nan, dtype=dtype)
+            else:
+                full = np.full((n, *arr.shape[1:]), None, dtype=object)
+            full[rows] = arr
+            out[col] = full
+        return out, signal.key(subset)
 
     @staticmethod
     def _declared(spec: dict[str, Any]) -> tuple[str, ...]:

@@ -85,6 +85,7 @@ def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float, *,
         if last and keep is None:
             keep = m
         start = time.perf_counter()
+        ctx.candidates = candidates
         result = STAGES[kind](ctx, spec, candidates, keep)
         seconds = time.perf_counter() - start
         label = f"stage {k} ({describe(spec)})"

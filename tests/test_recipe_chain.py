@@ -1,0 +1,184 @@
+"""Multi-stage recipes: dedup stages, per-example fates, signals computed on candidates only,
+and the five-stage example chain on the real Alpaca demo with planted duplicates."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from winnow.data import load_pool
+from winnow.dedup import normalize, shingles, texts_of
+from winnow.dedup.text import jaccard
+from winnow.recipes.recipe import Recipe
+from winnow.recipes.runner import SELECTED, run_recipe
+from winnow.signals.base import Signal, register_signal
+from winnow.store import Store
+
+CHAIN = Path(__file__).resolve().parents[1] / "examples" / "recipes" / "dedup_ifd_facility.yaml"
+
+
+@register_signal
+class WordCount(Signal):
+    """Words in the last response; counts the rows it computes (for the tests below)."""
+
+    name = "test_word_count"
+    columns = ("words",)
+    rows_computed = 0
+
+    def compute(self, pool, start, stop):
+        WordCount.rows_computed += stop - start
+        return {"words": np.array([len(c[-1]["content"].split())
+                                   for c in pool.conversations[start:stop]], dtype=np.int64)}
+
+
+def perturb(text: str, rng: random.Random) -> str:
+    words = text.split(" ")
+    words[rng.randrange(len(words))] = f"zq{rng.randrange(10**6)}"
+    return " ".join(words)
+
+
+@pytest.fixture(scope="module")
+def planted_pool(shared_data, tmp_path_factory):
+    """The Alpaca demo (999 records, 14 exact repeats of its own) plus 6 copies differing
+    in case/whitespace and 12 copies with one word of a long output replaced."""
+    records = json.loads((shared_data / "alpaca_en_demo.json").read_text())
+    rng = random.Random(7)
+    content = [(r["instruction"], r["input"], r["output"]) for r in records]
+    unique = [k for k, c in enumerate(content) if content.count(c) == 1]
+    long_ones = [k for k in unique if len(records[k]["output"].split()) >= 120]
+    exact = {}
+    near = {}
+    extra = []
+    for k in rng.sample(unique, 6):
+        r = dict(records[k])
+        r["instruction"] = "  " + r["instruction"].upper()
+        exact[len(records) + len(extra)] = k
+        extra.append(r)
+    for k in rng.sample(long_ones, 12):
+        r = dict(records[k])
+        r["output"] = perturb(r["output"], rng)
+        near[len(records) + len(extra)] = k
+        extra.append(r)
+    path = tmp_path_factory.mktemp("planted") / "alpaca_planted.json"
+    path.write_text(json.dumps(records + extra, ensure_ascii=False, indent=2))
+    return load_pool(str(path)), exact, near
+
+
+def duplicate_pairs(pool, indices, threshold=0.8):
+    """Brute force over all pairs: (exact pairs, near pairs) among ``indices``; the exact
+    Jaccard of every pair from a sparse shingle-incidence product."""
+    texts = texts_of(pool.conversations[i] for i in indices)
+    norm = [normalize(t) for t in texts]
+    sets = [shingles(normalize(t, punctuation=True), 3) for t in texts]
+    vocab: dict[str, int] = {}
+    rows, cols = [], []
+    for r, s in enumerate(sets):
+        for g in s:
+            rows.append(r)
+            cols.append(vocab.setdefault(g, len(vocab)))
+    A = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(sets), len(vocab)))
+    inter = (A @ A.T).toarray()
+    size = np.asarray(A.sum(axis=1)).ravel()
+    sim = inter / np.maximum(size[:, None] + size[None, :] - inter, 1)
+    exact, near = [], []
+    for a, b in zip(*np.nonzero(np.triu(sim >= threshold, k=1))):
+        assert jaccard(sets[a], sets[b]) == pytest.approx(sim[a, b])
+        pair = (indices[a], indices[b])
+        (exact if norm[a] == norm[b] else near).append(pair)
+    for a, b in itertools.combinations(range(len(texts)), 2):  # equal texts, any shingles
+        if norm[a] == norm[b] and (indices[a], indices[b]) not in exact:
+            exact.append((indices[a], indices[b]))
+    return exact, near
+
+
+def test_dedup_stages_record_why(planted_pool, tmp_path):
+    pool, exact, near = planted_pool
+    recipe = Recipe.from_dict({"name": "t", "stages": [
+        {"dedup": "exact"}, {"dedup": "near", "threshold": 0.8}, {"random": {}}]})
+    res = run_recipe(recipe, pool, "100%", store=Store(tmp_path))
+    assert res.stages[0]["out"] == len(pool) - 14 - 6
+    assert res.stages[1]["out"] == len(pool) - 14 - 6 - 12
+    for i, k in exact.items():
+        assert res.left_stage[i] == 0
+        assert res.fate[i] == f"stage 0 (dedup exact): exact duplicate of {pool.ids[k]}"
+    for i, k in near.items():
+        assert res.left_stage[i] == 1
+        m = re.fullmatch(r"stage 1 \(dedup near\): near-duplicate of (\S+) \(jaccard (\S+)\)",
+                         res.fate[i])
+        assert m and m.group(1) == pool.ids[k] and 0.8 <= float(m.group(2)) < 1
+    survivors = np.flatnonzero(res.left_stage < 0).tolist()
+    assert duplicate_pairs(pool, survivors) == ([], [])
+    assert res.stages[1]["trace"]["dropped"] == 12
+
+
+def test_dedup_stage_options_are_checked(planted_pool, tmp_path):
+    pool = planted_pool[0].subset(range(50))
+    for stage, message in (({"dedup": "fuzzy"}, "method is one of"),
+                           ({"dedup": "exact", "threshold": 0.5}, "unknown options"),
+                           ({"dedup": "near", "keep": 10}, "takes no 'keep'")):
+        recipe = Recipe.from_dict({"name": "t", "stages": [stage, {"random": {}}]})
+        with pytest.raises(ValueError, match=message):
+            run_recipe(recipe, pool, 5, store=Store(tmp_path))
+
+
+def test_keep_rule_by_score_column(planted_pool, tmp_path):
+    pool, exact, _ = planted_pool
+    i, k = next(iter(exact.items()))
+    pool = pool.subset([k, i])
+    for prefer, kept in (("first", 0), ("highest:q", 1), ("lowest:q", 0), ("longest", 1)):
+        pool.extra = {"q": [0.1, 0.9]}  # the copy has the higher score and a longer text
+        recipe = Recipe.from_dict({"name": "t", "stages": [
+            {"dedup": "exact", "prefer": prefer}, {"random": {}}]})
+        res = run_recipe(recipe, pool, 2, store=Store(tmp_path))
+        assert res.selected.tolist() == [kept], prefer
+
+
+def test_signal_on_candidates(planted_pool, tmp_path):
+    pool, _, _ = planted_pool
+    signals = {"wc": {"signal": "test_word_count", "on": "candidates"}}
+    recipe = Recipe.from_dict({"name": "t", "signals": signals, "stages": [
+        {"dedup": "exact"}, {"filter": "words >= 3"}, {"top": "words"}]})
+    WordCount.rows_computed = 0
+    res = run_recipe(recipe, pool, 10, store=Store(tmp_path))
+    reached = np.flatnonzero(res.left_stage != 0)
+    assert WordCount.rows_computed == len(reached) == len(pool) - 20
+    words = res.columns["words"]
+    assert np.isnan(words[res.left_stage == 0]).all()
+    expected = [len(pool.conversations[i][-1]["content"].split()) for i in reached]
+    assert words[reached].tolist() == expected
+    best = reached[np.argsort(-words[reached], kind="stable")][:10]
+    assert res.selected.tolist() == best.tolist()
+    # the subset's columns are cached under its own key: a second run computes nothing
+    again = run_recipe(recipe, pool, 10, store=Store(tmp_path))
+    assert WordCount.rows_computed == len(reached)
+    assert again.selected.tolist() == res.selected.tolist()
+    # whole-pool columns already cached are used as they are
+    full = {"wc": {"signal": "test_word_count"}}
+    run_recipe(Recipe.from_dict({"name": "f", "signals": full, "stages": [{"top": "words"}]}),
+               pool, 5, store=Store(tmp_path / "other"))
+    computed = WordCount.rows_computed
+    res = run_recipe(recipe, pool, 10, store=Store(tmp_path / "other"))
+    assert WordCount.rows_computed == computed
+    assert not np.isnan(res.columns["words"]).any()
+    with pytest.raises(ValueError, match="'on' is pool or candidates"):
+        bad = {"wc": {"signal": "test_word_count", "on": "stage"}}
+        run_recipe(Recipe.from_dict({"name": "b", "signals": bad, "stages": [{"top": "words"}]}),
+                   pool, 5, store=Store(tmp_path))
+
+
+def test_fates_cover_every_example(planted_pool, tmp_path):
+    pool, _, _ = planted_pool
+    recipe = Recipe.from_dict({"name": "t", "stages": [
+        {"dedup": "exact"}, {"dedup": "near"}, {"random": {}, "keep": 100}, {"random": {}}]})
+    res = run_recipe(recipe, pool, 7, store=Store(tmp_path))
+    assert sum(f == SELECTED for f in res.fate) == 7
+    for k in range(4):
+        assert (res.left_stage == k).sum() == res.stages[k]["in"] - res.stages[k]["out"]
+    assert all(f == SELECTED or f.startswith("stage ") for f in res.fate)
