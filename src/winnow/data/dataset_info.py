@@ -89,14 +89,17 @@ def resolve_entry(info_path: Path, name: str | None,
         cols["chosen"] = (entry.get("columns") or {}).get("chosen", "chosen")
     tags = dict(entry.get("tags") or {})
     cols.update(columns or {})
-    if formatting == "alpaca":
-        spec = make_spec("alpaca", cols, defaults=False)
-    else:
-        if formatting == "openai":
-            tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                    "assistant_tag": "assistant", "observation_tag": "tool",
-                    "system_tag": "system"} | tags
-        fmt = "messages" if tags.get("role_tag") == "role" else "sharegpt"
-        cols.setdefault("messages", "conversations")
-        spec = make_spec(fmt, cols, tags, defaults=False)
+    try:
+        if formatting == "alpaca":
+            spec = make_spec("alpaca", cols, defaults=False)
+        else:
+            if formatting == "openai":
+                tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                        "assistant_tag": "assistant", "observation_tag": "tool",
+                        "system_tag": "system"} | tags
+            fmt = "messages" if tags.get("role_tag") == "role" else "sharegpt"
+            cols.setdefault("messages", "conversations")
+            spec = make_spec(fmt, cols, tags, defaults=False)
+    except ValueError as e:
+        raise DataError(str(e), str(info_path), field=name) from None
     return Entry(name, path, spec)

@@ -187,22 +187,15 @@ def _skip_ws(text: str, pos: int) -> int:
 
 
 def _csv_rows(path: Path) -> tuple[dict[str, Any], Iterator[Row]]:
+    """Comma-separated values with a header row; every value is a string."""
     f = open(path, newline="", encoding="utf-8-sig")
     try:
-        sample = f.read(65536)
-        f.seek(0)
-        delimiter = ","
-        if sample:
-            try:
-                delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-            except csv.Error:
-                pass
-        reader = csv.DictReader(f, delimiter=delimiter)
+        reader = csv.DictReader(f)
         fieldnames = list(reader.fieldnames or [])
     except BaseException:
         f.close()
         raise
-    options = {"fieldnames": fieldnames, "delimiter": delimiter}
+    options = {"fieldnames": fieldnames}
 
     def rows() -> Iterator[Row]:
         with f:
@@ -281,8 +274,7 @@ def _write_csv(raws: list[Any], tmp: str, options: dict[str, Any], out_path: Pat
                 raise DataError(f"CSV cannot hold the nested field '{key}'; write .jsonl, "
                                 ".json or .parquet instead", str(out_path), field=key)
     with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames,
-                                delimiter=options.get("delimiter", ","))
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(records)
 
