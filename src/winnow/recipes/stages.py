@@ -164,14 +164,15 @@ SELECT_KEYS = {"select", "inputs", "keep"}
 
 @register_stage("select")
 def select_stage(ctx: RunContext, spec, candidates, keep):
-    """Run a selector over the candidates' columns (``inputs``: selector input → column)."""
+    """Run a selector over the candidates' columns (``inputs``: selector input → column;
+    an input whose column is null is left out, for optional inputs)."""
     params = {k: v for k, v in spec.items() if k not in SELECT_KEYS}
     selector_cls = selector_class(spec["select"])
     if selector_cls is not None and "random_state" in inspect.signature(selector_cls).parameters:
         params.setdefault("random_state", ctx.seed)
     selector = get_selector(spec["select"], **params)
     inputs = {name: np.asarray(ctx.column(col))[candidates]
-              for name, col in (spec.get("inputs") or {}).items()}
+              for name, col in (spec.get("inputs") or {}).items() if col is not None}
     budget = len(candidates) if keep is None else min(keep, len(candidates))
     sel = selector.select(budget, **inputs)
     return StageResult(candidates[sel.indices], sel.scores, trace=sel.trace)

@@ -21,7 +21,8 @@ class QDIT(Selector):
     alpha : weight of quality (0: pure facility location, 1: top by quality).
     metric, mode, n_neighbors, index : as :class:`FacilityLocation`.
 
-    ``select(budget, X=(n, d), scores=(n,))``.
+    ``select(budget, X=(n, d), scores=(n,) optional)``: without scores every quality is 0
+    and the choice is facility location's.
     """
 
     name = "qdit"
@@ -34,14 +35,15 @@ class QDIT(Selector):
         self.alpha, self.metric, self.mode = alpha, metric, mode
         self.n_neighbors, self.index, self.random_state = n_neighbors, index, random_state
 
-    def select(self, budget: int, *, X: np.ndarray, scores: np.ndarray) -> Selection:
-        q = np.asarray(scores, dtype=np.float64)
-        lo, hi = np.nanmin(q), np.nanmax(q)
+    def select(self, budget: int, *, X: np.ndarray, scores: np.ndarray | None = None
+               ) -> Selection:
+        q = np.zeros(len(X)) if scores is None else np.asarray(scores, dtype=np.float64)
+        lo, hi = (np.nanmin(q), np.nanmax(q)) if np.isfinite(q).any() else (0.0, 0.0)
         q = np.nan_to_num((q - lo) / (hi - lo) if hi > lo else np.zeros_like(q), nan=0.0)
         fl = FacilityLocation(metric=self.metric, mode=self.mode, n_neighbors=self.n_neighbors,
                               index=self.index, quality_weight=self.alpha,
                               diversity_weight=(1 - self.alpha) / len(q),
                               random_state=self.random_state)
         sel = fl.select(budget, X=X, scores=q)
-        sel.trace.update(method="qdit", alpha=self.alpha)
+        sel.trace.update(method="qdit", alpha=self.alpha, quality=scores is not None)
         return sel

@@ -1,0 +1,1 @@
+"""Measures of a subset: lexical and embedding diversity."""
