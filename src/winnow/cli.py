@@ -25,6 +25,8 @@ DataOpt = Annotated[str, typer.Option("--data", "-d", help="Pool file, save_to_d
                                       "or dataset_info.json.")]
 FormatOpt = Annotated[str | None, typer.Option(help="alpaca | sharegpt | messages | columns "
                                                "(default: detected).")]
+ColumnsOpt = Annotated[str | None, typer.Option(help="Field names by role, e.g. "
+                                                "prompt=question,response=answer.")]
 DatasetOpt = Annotated[str | None, typer.Option(help="Entry name when --data is a "
                                                 "LLaMA-Factory dataset_info.json.")]
 OnErrorOpt = Annotated[str, typer.Option("--on-error", help="raise | skip bad records.")]
@@ -56,12 +58,24 @@ def _executor(name: str, workers: int):
     return get_executor(name, num_workers=workers) if name == "ray" else get_executor(name)
 
 
-def _load(data: str, format: str | None, dataset: str | None, on_error: str):
+def parse_columns(text: str | None) -> dict[str, str] | None:
+    """``prompt=question,response=answer`` → ``{"prompt": "question", ...}``."""
+    if not text:
+        return None
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        fail(f"--columns {text!r}: expected role=field pairs separated by commas")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _load(data: str, format: str | None, dataset: str | None, on_error: str,
+          columns: str | None = None):
     from winnow.data import load_pool
 
     if on_error not in ("raise", "skip"):
         fail(f"--on-error must be raise or skip, not {on_error!r}")
-    pool = load_pool(data, format=format, dataset=dataset, on_error=on_error)
+    pool = load_pool(data, format=format, dataset=dataset, on_error=on_error,
+                     columns=parse_columns(columns))
     if pool.skipped:
         console.print(f"[yellow]skipped {pool.skipped} bad record(s) in {data}[/]")
     return pool
@@ -85,7 +99,7 @@ def _config(path: Path | None) -> dict[str, Any]:
     if not isinstance(doc, dict):
         fail(f"{path}: a config file is a mapping of options")
     allowed = {"method", "data", "budget", "out", "scores", "manifest", "target", "seed",
-               "model", "params", "format", "dataset", "on_error"}
+               "model", "params", "format", "columns", "dataset", "on_error"}
     unknown = set(doc) - allowed
     if unknown:
         fail(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -113,6 +127,7 @@ def select_cmd(
     config: Annotated[Path | None, typer.Option(help="YAML file of options / params.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for every random choice.")] = None,
     format: FormatOpt = None,
+    columns: ColumnsOpt = None,
     dataset: DatasetOpt = None,
     on_error: OnErrorOpt = "raise",
     cache_dir: CacheOpt = None,
@@ -144,7 +159,8 @@ def select_cmd(
                 fail(f"method {recipe.name} takes no --model")
             params["model"] = model or cfg.get("model")
         pool = _load(data, format or cfg.get("format"), dataset or cfg.get("dataset"),
-                     on_error if on_error != "raise" else cfg.get("on_error", "raise"))
+                     on_error if on_error != "raise" else cfg.get("on_error", "raise"),
+                     columns or cfg.get("columns"))
         target_path = target or cfg.get("target")
         target_pool = _load(target_path, None, None, "raise") if target_path else None
         result = run_recipe(recipe, pool, budget, params=params,
@@ -197,6 +213,7 @@ def score_cmd(
     ifd_mode: Annotated[str, typer.Option("--ifd", help="cherry | superfilter.")] = "cherry",
     dtype: Annotated[str, typer.Option(help="auto | bf16 | fp32 | fp16.")] = "auto",
     format: FormatOpt = None,
+    columns: ColumnsOpt = None,
     dataset: DatasetOpt = None,
     on_error: OnErrorOpt = "raise",
     cache_dir: CacheOpt = None,
@@ -214,7 +231,7 @@ def score_cmd(
             fail(f"unknown score {name!r}; choose from "
                  f"{', '.join([*SCORE_GROUPS, 'instruction_ppl'])}")
     try:
-        pool = _load(data, format, dataset, on_error)
+        pool = _load(data, format, dataset, on_error, columns)
         store = Store(cache_dir) if cache_dir else Store()
         shards = _executor(executor, workers)
         common = {"model": model, "template": template, "max_length": max_length,
