@@ -142,7 +142,7 @@ def test_keep_rule_by_score_column(planted_pool, tmp_path):
 
 def test_signal_on_candidates(planted_pool, tmp_path):
     pool, _, _ = planted_pool
-    signals = {"wc": {"signal": "test_word_count", "on": "candidates"}}
+    signals = {"wc": {"signal": "test_word_count", "scope": "candidates"}}
     recipe = Recipe.from_dict({"name": "t", "signals": signals, "stages": [
         {"dedup": "exact"}, {"filter": "words >= 3"}, {"top": "words"}]})
     WordCount.rows_computed = 0
@@ -167,8 +167,8 @@ def test_signal_on_candidates(planted_pool, tmp_path):
     res = run_recipe(recipe, pool, 10, store=Store(tmp_path / "other"))
     assert WordCount.rows_computed == computed
     assert not np.isnan(res.columns["words"]).any()
-    with pytest.raises(ValueError, match="'on' is pool or candidates"):
-        bad = {"wc": {"signal": "test_word_count", "on": "stage"}}
+    with pytest.raises(ValueError, match="scope is pool or candidates"):
+        bad = {"wc": {"signal": "test_word_count", "scope": "stage"}}
         run_recipe(Recipe.from_dict({"name": "b", "signals": bad, "stages": [{"top": "words"}]}),
                    pool, 5, store=Store(tmp_path))
 

@@ -24,7 +24,7 @@ class RunContext:
     pool : the pool being selected from.
     store : the signal cache.
     signals : the recipe's signal instances, ``{instance name: {"signal": name, **params}}``;
-        an optional ``prefix`` renames its columns to ``<prefix>_<column>``; ``on:
+        an optional ``prefix`` renames its columns to ``<prefix>_<column>``; ``scope:
         candidates`` computes it only for the examples that reach the first stage needing
         it (cached under that subset's fingerprint; the other rows are NaN), unless the
         whole pool's columns are already cached.
@@ -73,16 +73,16 @@ class RunContext:
     def compute_signal(self, instance: str) -> None:
         spec = dict(self.signals[instance])
         prefix = spec.pop("prefix", None)
-        on = spec.pop("on", "pool")
-        if on not in ("pool", "candidates"):
-            raise ValueError(f"signal {instance}: 'on' is pool or candidates, not {on!r}")
+        scope = spec.pop("scope", "pool")
+        if scope not in ("pool", "candidates"):
+            raise ValueError(f"signal {instance}: scope is pool or candidates, not {scope!r}")
         signal_name = spec.pop("signal", instance)
         if getattr(signal_class(signal_name), "uses_target", False):
             spec["target"] = self.target
         signal = get_signal(signal_name, **spec)
         start = time.perf_counter()
         rows = self.candidates
-        if on == "candidates" and rows is not None and len(rows) < len(self.pool):
+        if scope == "candidates" and rows is not None and len(rows) < len(self.pool):
             cols, key = self._on_rows(signal, rows)
         else:
             cols = signal(self.pool, self.store, run_shards=self.run_shards)
