@@ -268,5 +268,31 @@ def demo_cmd(
     run_demo(out_dir, budget=budget, cache_dir=cache_dir, console=out)
 
 
+@app.command("diversity")
+def diversity_cmd(
+    data: DataOpt,
+    reference: Annotated[str | None, typer.Option(help="Pool to measure coverage of.")] = None,
+    out_path: Annotated[str | None, typer.Option("--out", "-o", help="Metrics JSON.")] = None,
+    model: Annotated[str, typer.Option(help="Sentence embedder (HF id or path).")] = "default",
+    seed: Annotated[int, typer.Option(help="Seed for k-means.")] = 0,
+) -> None:
+    """Diversity metrics of a data file: TTR, vocd-D, DistSum, kNN, coverage, NovelSum."""
+    from winnow.cli_diversity import diversity
+
+    try:
+        diversity(data, reference, out_path, model=model, seed=seed)
+    except DataError as e:
+        fail(str(e))
+
+
+def _register_commands() -> None:
+    from winnow.cli_explain import explain_cmd
+
+    app.command("explain")(explain_cmd)
+
+
+_register_commands()
+
+
 def main() -> None:  # pragma: no cover
     app()
