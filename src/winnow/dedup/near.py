@@ -18,7 +18,7 @@ import numpy as np
 import rensa
 
 from winnow.dedup.base import Duplicates, check_order
-from winnow.dedup.text import jaccard, normalize, shingles
+from winnow.dedup.text import jaccard, normalize, shingle_list
 
 CHUNK = 4096
 
@@ -57,24 +57,30 @@ def near_duplicates(texts: Sequence[str], *, threshold: float = 0.8, ngram: int 
     bands, rows = lsh_bands(threshold, num_perm)
     num_perm = bands * rows
 
-    @lru_cache(maxsize=65536)
-    def shingle_set(i: int) -> frozenset[str]:
-        text = normalize(texts[i], lowercase=lowercase, punctuation=punctuation)
-        return frozenset(shingles(text, ngram))
+    def shingled(i: int) -> list[str]:
+        return shingle_list(normalize(texts[i], lowercase=lowercase, punctuation=punctuation),
+                            ngram)
+
+    @lru_cache(maxsize=4096)
+    def kept_set(j: int) -> set[str]:
+        return set(shingled(j))
 
     index = rensa.RMinHashLSH(threshold, num_perm, bands)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, np.nan)
     for start in range(0, n, CHUNK):
         chunk = order[start:start + CHUNK].tolist()
-        sets = [shingle_set(i) for i in chunk]
-        sketches = rensa.RMinHash.from_token_sets(sets, num_perm, seed)
-        for i, s, sketch in zip(chunk, sets, sketches):
+        lists = [shingled(i) for i in chunk]
+        sketches = rensa.RMinHash.from_token_sets(lists, num_perm, seed)
+        for i, shingle_seq, sketch in zip(chunk, lists, sketches):
             best, best_sim = -1, -1.0
-            for j in index.query(sketch):
-                sim = jaccard(s, shingle_set(j))
-                if sim > best_sim or (sim == best_sim and j < best):
-                    best, best_sim = j, sim
+            candidates = index.query(sketch)
+            if candidates:
+                own = set(shingle_seq)
+                for j in sorted(candidates):
+                    sim = jaccard(own, kept_set(j))
+                    if sim > best_sim:
+                        best, best_sim = j, sim
             if best_sim >= threshold:
                 duplicate_of[i], similarity[i] = best, best_sim
             else:

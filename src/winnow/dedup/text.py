@@ -87,13 +87,18 @@ def tokens(text: str) -> list[str]:
     return text.split() if text.isascii() else _TOKEN.findall(text)
 
 
-def shingles(text: str, n: int) -> set[str]:
-    """The set of ``n``-token shingles of ``text`` (the whole text when it has fewer than
-    ``n`` tokens; the empty set for an empty text)."""
+def shingle_list(text: str, n: int) -> list[str]:
+    """The ``n``-token shingles of ``text`` in order, repeats included (the whole text
+    when it has fewer than ``n`` tokens; none for an empty text)."""
     words = tokens(text)
     if len(words) <= n:
-        return {" ".join(words)} if words else set()
-    return {" ".join(g) for g in zip(*(words[k:] for k in range(n)))}
+        return [" ".join(words)] if words else []
+    return [" ".join(g) for g in zip(*(words[k:] for k in range(n)))]
+
+
+def shingles(text: str, n: int) -> set[str]:
+    """The set of ``n``-token shingles of ``text`` (see :func:`shingle_list`)."""
+    return set(shingle_list(text, n))
 
 
 def jaccard(a: set, b: set) -> float:
