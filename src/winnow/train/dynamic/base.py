@@ -1,0 +1,122 @@
+"""Dynamic selectors: choose the next phase's training examples with the current model.
+
+Interface (what a gradient method such as LESS, NICE or ClusterUCB implements)::
+
+    @register_dynamic_selector
+    class MySelector(DynamicSelector):
+        name = "mine"
+
+        def __init__(self, some_param: float = 1.0):   # component_params
+            ...
+
+        def select(self, model, tokenizer, pool, step, budget, optimizer, state):
+            ...  # -> indices into pool (array of ints) or a winnow Selection
+
+``model`` is the model being trained (a PEFT model, in train mode: switch to eval and back
+if needed), ``tokenizer`` its tokenizer, ``pool`` the training :class:`~winnow.data.Pool`,
+``step`` the global step the phase starts at, ``budget`` the number of examples the phase
+trains on (``update_step`` × global batch; return that many, repeats allowed, or fewer
+and they are cycled), ``optimizer`` the torch optimizer (Adam moments in
+``optimizer.state[param]["exp_avg"/"exp_avg_sq"]``), ``state`` a :class:`SelectionState`.
+Selectors must be deterministic given ``state.seed`` and ``step``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from winnow.data.pool import Pool
+from winnow.train.dynamic.log import SelectionLog
+from winnow.train.dynamic.schedule import Phase
+
+DYNAMIC_SELECTORS: dict[str, type[DynamicSelector]] = {}
+
+
+def register_dynamic_selector(cls: type[DynamicSelector]) -> type[DynamicSelector]:
+    """Class decorator: make a dynamic selector available as ``component_name: cls.name``."""
+    DYNAMIC_SELECTORS[cls.name] = cls
+    return cls
+
+
+def get_dynamic_selector(name: str, **params: Any) -> DynamicSelector:
+    """Instantiate a registered dynamic selector (``component_name`` + ``component_params``)."""
+    import winnow.train.dynamic.builtin  # noqa: F401  (registers the built-ins)
+
+    key = name.replace("-", "_")
+    if key not in DYNAMIC_SELECTORS:
+        _load_plugins()
+    if key not in DYNAMIC_SELECTORS:
+        known = ", ".join(sorted(DYNAMIC_SELECTORS))
+        raise KeyError(f"unknown dynamic selector {name!r}; known: {known}")
+    try:
+        return DYNAMIC_SELECTORS[key](**params)
+    except TypeError as e:
+        raise ValueError(f"dynamic selector {name!r}: bad component_params: {e}") from None
+
+
+def _load_plugins() -> None:
+    """Import modules that register more dynamic selectors (entry point group)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="winnow.dynamic_selectors"):
+        ep.load()
+
+
+@dataclass
+class SelectionState:
+    """What a dynamic selector may use besides the model.
+
+    phase : the phase being selected for (flex epoch, update number, steps).
+    update_times : updates per flex epoch.
+    seed : the run's seed.
+    log : the run's selection records (earlier phases; read with ``log.get(step)``).
+    work_dir : a folder of the run for the selector's own files (gradients, caches).
+    dataset : the tokenized training set, item i = pool example i (``input_ids``, ``labels``).
+    collator : batches items of ``dataset`` (pads; labels -100 where padded).
+    device : where the model is.
+    lr_scheduler : the trainer's scheduler (current learning rate: ``get_last_lr()``).
+    extras : anything the caller adds (a target pool and its tokenized set for targeted
+        methods: ``extras["target"]``, ``extras["target_dataset"]``).
+    """
+
+    phase: Phase
+    update_times: int
+    seed: int
+    log: SelectionLog
+    work_dir: Path
+    dataset: Any
+    collator: Any
+    device: torch.device
+    lr_scheduler: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def example_losses(self, model, indices=None, batch_size: int = 8) -> np.ndarray:
+        """Mean response-token loss of each example (all of them when ``indices`` is None)."""
+        from winnow.train.scoring import example_losses
+
+        idx = np.arange(len(self.dataset)) if indices is None else np.asarray(indices)
+        return example_losses(model, self.dataset, self.collator, idx, self.device, batch_size)
+
+    def rng(self, salt: int = 0) -> np.random.Generator:
+        """A generator seeded by (seed, phase start, salt): same run, same draws."""
+        return np.random.default_rng([self.seed, self.phase.start, salt])
+
+
+class DynamicSelector(ABC):
+    """Base class: parameters in ``__init__`` (the ``component_params``), work in select."""
+
+    name: ClassVar[str]
+
+    def get_params(self) -> dict[str, Any]:
+        return dict(getattr(self, "params", {}))
+
+    @abstractmethod
+    def select(self, model, tokenizer, pool: Pool, step: int, budget: int, optimizer,
+               state: SelectionState):
+        """Indices into ``pool`` for the phase starting at ``step`` (or a Selection)."""
