@@ -182,3 +182,57 @@ def test_fates_cover_every_example(planted_pool, tmp_path):
     for k in range(4):
         assert (res.left_stage == k).sum() == res.stages[k]["in"] - res.stages[k]["out"]
     assert all(f == SELECTED or f.startswith("stage ") for f in res.fate)
+
+
+def check_chain_run(data: Path, cache: Path, out_dir: Path, budget: int = 20) -> None:
+    """Run the example chain through ``winnow select`` and check the files it writes."""
+    from typer.testing import CliRunner
+
+    from winnow.cli import app
+
+    runner = CliRunner()
+    out, scores = out_dir / "subset.json", out_dir / "scores.jsonl"
+    result = runner.invoke(app, ["select", str(CHAIN), "--data", str(data), "--budget",
+                                 str(budget), "--out", str(out), "--scores", str(scores),
+                                 "--cache-dir", str(cache)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    pool = load_pool(str(data))
+    records = json.loads(data.read_text())
+    subset = json.loads(out.read_text())
+    assert len(subset) == budget and all(r in records for r in subset)
+    rows = [json.loads(line) for line in scores.read_text().splitlines()]
+    assert [r["id"] for r in rows] == pool.ids
+    index = {r["id"]: k for k, r in enumerate(rows)}
+    chosen = sorted(index[r["id"]] for r in rows if r["selected"])
+    assert [records[k] for k in chosen] == subset
+    assert duplicate_pairs(pool, chosen) == ([], [])
+    # every example has its stage; whatever passed both dedup stages has no duplicate pair
+    fates = [r["stage"] for r in rows]
+    left = [int(f.split()[1]) if f != SELECTED else -1 for f in fates]
+    assert all(f == SELECTED or re.match(r"stage [0-4] \(", f) for f in fates)
+    survivors = [k for k, s in enumerate(left) if s not in (0, 1)]
+    assert duplicate_pairs(pool, survivors) == ([], [])
+    texts = [normalize(t) for t in texts_of(pool.conversations)]
+    for k, s in enumerate(left):
+        if s == 0:
+            m = re.fullmatch(r"stage 0 \(dedup exact\): exact duplicate of (\S+)", fates[k])
+            assert m and texts[index[m.group(1)]] == texts[k] and index[m.group(1)] < k
+        if s == 2:
+            assert rows[k]["ifd"] is None or rows[k]["ifd"] >= 1
+        if s in (3, 4, -1):
+            assert rows[k]["ifd"] < 1
+    top = [rows[k]["ifd"] for k, s in enumerate(left) if s in (4, -1)]
+    cut = [rows[k]["ifd"] for k, s in enumerate(left) if s == 3]
+    assert min(top) >= max(cut)
+    explained = runner.invoke(app, ["explain", pool.ids[chosen[0]], "--run",
+                                    str(out_dir / "subset.manifest.json")])
+    assert explained.exit_code == 0 and "selected" in explained.output
+    assert "ifd" in explained.output
+
+
+def test_chain_on_alpaca_demo_from_cli(shared_data, session_cache, tmp_path):
+    """exact dedup → near dedup → ifd < 1 → top 20% by IFD → facility location, on the real
+    Alpaca demo with SmolLM2 and MiniLM (lm_scores shared with the ``ifd`` CLI test)."""
+    check_chain_run(shared_data / "alpaca_en_demo.json", session_cache, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert sum(r["stage"].startswith("stage 0 (dedup exact)") for r in rows) == 14
