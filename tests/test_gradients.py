@@ -1,0 +1,228 @@
+"""Gradient features on the real SmolLM2 LoRA: per-example gradients, Adam preconditioning,
+projections (JL on real gradients), the cached signal and its resume after kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from winnow.data import load_pool
+from winnow.gradients.encode import batches, collate, encode_conversations
+from winnow.gradients.features import adam_transform, project_examples
+from winnow.gradients.lora import adam_moments, grad_dim
+from winnow.gradients.matching import influence, subtask_ids
+from winnow.gradients.per_example import per_example_grads
+from winnow.gradients.projection import Projector
+from winnow.gradients.signal import GradientFeatures, load_lora_model
+from winnow.store import Store
+
+TINY = {"lora_r": 2, "lora_alpha": 8, "lora_dropout": 0.1}
+
+
+def rel_err(a, b) -> float:
+    """Largest row-wise relative difference (batched padding reorders fp32 sums)."""
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    nz = b.norm(dim=1) > 0
+    return ((a - b).norm(dim=1)[nz] / b.norm(dim=1)[nz]).max().item()
+
+
+@pytest.fixture(scope="session")
+def pool(shared_data):
+    return load_pool(shared_data / "mixed_pool.jsonl")
+
+
+@pytest.fixture(scope="session")
+def lora(session_cache):
+    lm = load_lora_model("default", **TINY, device="cpu")
+    # a trained adapter has B != 0; give B small values so both LoRA factors get gradients
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in lm.model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    return lm
+
+
+@pytest.fixture(scope="session")
+def items(lora, pool):
+    convs = [pool.conversations[i] for i in (0, 1, 5, 2200, 2500, 2800)]
+    return encode_conversations(lora.tokenizer, convs, max_length=96)
+
+
+@pytest.fixture(scope="session")
+def full_grads(lora, items):
+    """(6, D) exact per-example gradients by the loop method."""
+    batch = collate(items, lora.pad_id, "cpu")
+    return torch.cat(per_example_grads(lora.model, batch, "loop"), 1)
+
+
+def test_labels_cover_only_the_response(lora, pool):
+    (enc,) = encode_conversations(lora.tokenizer, [pool.conversations[0]], max_length=512)
+    labelled = [t for t in enc.labels if t != -100]
+    text = lora.tokenizer.decode(labelled)
+    assert pool.conversations[0][-1]["content"][:40] in text
+    assert pool.conversations[0][0]["content"][:40] not in text
+
+
+def test_hooks_equal_loop_on_real_model(lora, items, full_grads):
+    batch = collate(items, lora.pad_id, "cpu")
+    hooks = torch.cat(per_example_grads(lora.model, batch, "hooks"), 1)
+    assert hooks.shape == (len(items), grad_dim(lora.model))
+    assert torch.all(full_grads.norm(dim=1) > 0)
+    assert rel_err(hooks, full_grads) < 1e-3
+
+
+def test_weighted_sum_loss_gradients(lora, items, full_grads):
+    """Per-example weights scale each example's gradient; 'sum' reduction multiplies the mean
+    by the number of labelled tokens."""
+    batch = collate(items, lora.pad_id, "cpu")
+    w = torch.tensor([1.0, -2.0, 0.0, 0.5, 3.0, 1.0])
+    got = torch.cat(per_example_grads(lora.model, batch, "hooks", weights=w, reduction="sum"), 1)
+    tokens = torch.tensor([sum(t != -100 for t in e.labels[1:]) for e in items], dtype=torch.float)
+    want = full_grads * (w * tokens)[:, None]
+    assert rel_err(got, want) < 1e-3
+    assert got[2].abs().max() == 0  # weight 0
+
+
+def test_projection_reproducible_and_blockwise():
+    x = torch.randn(3, 5000)
+    for kind in ("sparse", "rademacher", "gaussian"):
+        a = Projector(5000, 64, seed=7, kind=kind).project(x)
+        b = Projector(5000, 64, seed=7, kind=kind, cache_bytes=0).project(x)
+        c = Projector(5000, 64, seed=8, kind=kind).project(x)
+        assert torch.allclose(a, b, atol=1e-5)
+        assert not torch.allclose(a, c)
+        proj = Projector(5000, 64, seed=7, kind=kind)
+        parts = proj.project_block(x[:, :1234], 0) + proj.project_block(x[:, 1234:], 1234)
+        assert torch.allclose(parts, a, atol=1e-4)
+
+
+def test_sparse_projection_is_fixed_across_runs():
+    """Philox keyed by (seed, chunk): these numbers are the same on every machine."""
+    p = Projector(10, 4, seed=0).project(torch.eye(10))
+    again = Projector(10, 4, seed=0).project(torch.eye(10))
+    assert torch.equal(p, again)
+    assert set(p.abs().sum(1).tolist()) == {1.0}  # one ±1 per coordinate
+
+
+@pytest.mark.parametrize("kind", ["sparse", "rademacher", "gaussian"])
+def test_jl_inner_products_on_real_gradients(full_grads, kind):
+    """Cosines between real per-example gradients survive projection within the JL bound
+    eps = sqrt(8 ln(pairs / delta) / k) (delta 0.01)."""
+    k = 2048
+    x = full_grads / full_grads.norm(dim=1, keepdim=True)
+    y = Projector(x.shape[1], k, seed=0, kind=kind).project(x)
+    exact = x @ x.T
+    approx = y @ y.T
+    pairs = len(x) * (len(x) + 1) / 2
+    eps = np.sqrt(8 * np.log(pairs / 0.01) / k)
+    err = (approx - exact).abs().max().item()
+    assert err < eps
+    assert err > 0  # a projection, not the identity
+
+
+def test_adam_moments_and_transform(lora, items, tmp_path):
+    """Moments are read from a real optimizer.pt; the feature is LESS's formula."""
+    model = lora.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    batch = collate(items[:2], lora.pad_id, "cpu")
+    snapshot = [p.detach().clone() for p in params]
+    from winnow.gradients.per_example import example_losses
+
+    example_losses(model, batch).sum().backward()
+    opt.step()
+    opt.zero_grad()
+    torch.save(opt.state_dict(), tmp_path / "optimizer.pt")
+    m, v = adam_moments(model, tmp_path)
+    want_m = torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in params])
+    assert torch.equal(m, want_m)
+    with torch.no_grad():  # restore the shared fixture's weights
+        for p, s in zip(params, snapshot):
+            p.copy_(s)
+    g = torch.tensor([[0.5, -1.0]])
+    mm, vv = torch.tensor([0.1, 0.2]), torch.tensor([0.01, 0.04])
+    want = (0.9 * mm + 0.1 * g) / torch.sqrt(0.999 * vv + 0.001 * g * g + 1e-8)
+    assert torch.allclose(adam_transform(g, mm, vv), want)
+
+
+def test_project_examples_matches_full_projection(lora, items, full_grads):
+    proj = Projector(full_grads.shape[1], 256, seed=3)
+    got = project_examples(lora.model, items, proj, pad_id=lora.pad_id, max_batch=4)
+    assert rel_err(got, proj.project(full_grads)) < 1e-3
+
+
+def test_batches_bound_padding():
+    groups = batches([5, 100, 7, 90, 6], max_tokens=200, max_batch=8)
+    assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
+    for g in groups:
+        assert len(g) * max([5, 100, 7, 90, 6][i] for i in g) <= 200 or len(g) == 1
+
+
+def test_influence_lr_weights_and_subtasks():
+    P = [np.eye(3)[:, :2], np.eye(3)[:, :2]]
+    T = [np.array([[1.0, 0], [0, 1], [0, 1]]), np.array([[1.0, 0], [0, 1], [0, 1]])]
+    s = influence(P, T, weights=[3, 1], subtasks=subtask_ids(["a", "b", "b"], 3))
+    assert np.allclose(s, [1.0, 1.0, 0.0])
+    s1 = influence(P, T)  # one subtask: mean over the 3 targets
+    assert np.allclose(s1, [1 / 3, 2 / 3, 0.0])
+
+
+def _signal(**kw):
+    return GradientFeatures(model="default", proj_dim=128, max_length=48, device="cpu",
+                            lora_seed=1, **TINY, **kw)
+
+
+def test_signal_cached_float16_unit_rows(pool, tmp_path):
+    small = pool.subset(range(5))
+    store = Store(tmp_path)
+    sig = _signal()
+    sig.shard_size = 2
+    cols = sig(small, store)
+    assert cols["grad"].dtype == np.float16 and cols["grad"].shape == (5, 128)
+    assert isinstance(cols["grad"], np.memmap)
+    norms = np.linalg.norm(cols["grad"].astype(np.float32), axis=1)
+    assert np.allclose(norms[cols["grad_norm"] > 0], 1, atol=1e-2)
+    assert _signal(proj_seed=1).key(small) != sig.key(small)
+    assert _signal(method="loop").key(small) == sig.key(small)
+
+
+KILL_SCRIPT = """
+import sys
+from winnow.data import load_pool
+from winnow.gradients.signal import GradientFeatures
+from winnow.store import Store
+pool = load_pool(sys.argv[1]).subset(range(6))
+sig = GradientFeatures(model="default", proj_dim=128, max_length=48, device="cpu", lora_seed=1,
+                       lora_r=2, lora_alpha=8, lora_dropout=0.1)
+sig.shard_size = 1
+sig(pool, Store(sys.argv[2]))
+"""
+
+
+def test_resume_after_kill_9(pool, shared_data, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    cache = tmp_path / "cache"
+    data = str(shared_data / "mixed_pool.jsonl")
+    proc = subprocess.Popen([sys.executable, str(script), data, str(cache)])
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(cache.glob("signals/*/*/shards/*.npz")):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = list(cache.glob("signals/*/*/shards/*.npz"))
+    assert 1 <= len(done) < 6, "killed before any shard or after all of them"
+    subprocess.run([sys.executable, str(script), data, str(cache)], check=True)
+    small = pool.subset(range(6))
+    resumed = _signal()(small, Store(cache))
+    fresh = _signal()(small, Store(tmp_path / "fresh"))
+    assert np.allclose(np.asarray(resumed["grad"], np.float32),
+                       np.asarray(fresh["grad"], np.float32), atol=2e-3)
