@@ -5,7 +5,9 @@ Selection" (ACL 2025); official code zy125413/G2IS (``gradient_walk.py``). As th
 
 1. PCA of the target gradient features; keep components up to ``val_k`` (0.5) of explained
    variance; the budget is split across components by their variance ratio (largest
-   remainder).
+   remainder). A principal direction's sign is arbitrary; with ``orient`` (default) each is
+   flipped to agree with the mean target feature (the official code keeps sklearn's sign,
+   ``orient: false``).
 2. For each component k_v: the anchor is the pool example most aligned with k_v (of the
    ``anchor_topk`` best, the first not yet taken; else a global search).
 3. Walk the cosine kNN graph from the last added example: take the most similar neighbour
@@ -65,6 +67,7 @@ class G2IS(Selector):
     ways : consistency threshold delta in (0, 1].
     n_neighbors : neighbours per node in the kNN graph.
     anchor_topk : candidates per component for the anchor.
+    orient : flip components to agree with the mean target feature.
 
     Inputs: ``X`` (n, d) pool gradient features, ``T`` (m, d) target gradient features.
     """
@@ -73,11 +76,12 @@ class G2IS(Selector):
     inputs = ("X", "T")
 
     def __init__(self, val_k: float = 0.5, ways: float = 0.8, n_neighbors: int = 100,
-                 anchor_topk: int = 1000, random_state: int | None = None):
+                 anchor_topk: int = 1000, orient: bool = True,
+                 random_state: int | None = None):
         if not 0 < ways <= 1:
             raise ValueError("ways must be in (0, 1]")
         self.val_k, self.ways = val_k, ways
-        self.n_neighbors, self.anchor_topk = n_neighbors, anchor_topk
+        self.n_neighbors, self.anchor_topk, self.orient = n_neighbors, anchor_topk, orient
         self.random_state = random_state
 
     def components(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +95,10 @@ class G2IS(Selector):
         pca = PCA(n_components=self.val_k, svd_solver="full",
                   random_state=self.random_state).fit(T)
         w = pca.explained_variance_ratio_
-        return _unit(pca.components_), w / w.sum()
+        comps = _unit(pca.components_)
+        if self.orient:
+            comps *= np.where(comps @ T.mean(0) < 0, -1, 1)[:, None].astype(comps.dtype)
+        return comps, w / w.sum()
 
     def select(self, budget: int, *, X: np.ndarray, T: np.ndarray) -> Selection:
         X = _unit(X)
