@@ -16,6 +16,8 @@ from winnow.data.pool import Pool
 from winnow.signals.base import get_signal, signal_class
 from winnow.store import Store
 
+TARGET_PREFIX = "target:"
+
 
 @dataclass
 class RunContext:
@@ -47,9 +49,12 @@ class RunContext:
     _done: set[str] = field(default_factory=set)
 
     def column(self, name: str) -> np.ndarray:
-        """The full-pool column ``name`` (length n), computing its signal if needed."""
+        """The full-pool column ``name`` (length n), computing its signal if needed.
+        ``target:NAME`` is column NAME of the target set (see :meth:`target_column`)."""
         if name in self.columns:
             return self.columns[name]
+        if name.startswith(TARGET_PREFIX):
+            return self.target_column(name[len(TARGET_PREFIX):])
         for instance, spec in self.signals.items():
             if instance not in self._done and name in self._declared(spec):
                 self.compute_signal(instance)
@@ -69,6 +74,33 @@ class RunContext:
         available = sorted(set(self.columns) | set(self.pool.extra)
                            | {c for s in self.signals.values() for c in self._declared(s)})
         raise KeyError(f"no column {name!r}; available columns: {', '.join(available) or 'none'}")
+
+    def target_column(self, name: str) -> np.ndarray:
+        """Column ``name`` of the target set: from a targeted signal that reports its target
+        side (``target_columns()``), else from the signal declaring ``name`` computed on the
+        target pool."""
+        key = TARGET_PREFIX + name
+        if key in self.columns:
+            return self.columns[key]
+        if self.target is None:
+            raise ValueError(f"column {key!r} needs a target set (--target FILE)")
+        for instance, spec in self.signals.items():
+            if name not in self._declared(spec):
+                continue
+            cls = signal_class(spec.get("signal", instance))
+            if getattr(cls, "uses_target", False):
+                if instance not in self._done:
+                    self.compute_signal(instance)
+                if key in self.columns:
+                    return self.columns[key]
+                continue
+            params = {k: v for k, v in spec.items() if k not in ("prefix", "scope", "signal")}
+            cols = get_signal(spec.get("signal", instance), **params)(self.target, self.store)
+            prefix = spec.get("prefix")
+            for col, arr in cols.items():
+                self.columns[TARGET_PREFIX + (f"{prefix}_{col}" if prefix else col)] = arr
+            return self.columns[key]
+        raise KeyError(f"no signal of this recipe gives target column {name!r}")
 
     def compute_signal(self, instance: str) -> None:
         spec = dict(self.signals[instance])
@@ -91,6 +123,8 @@ class RunContext:
         self.signal_keys[instance] = key
         for col, arr in cols.items():
             self.columns[f"{prefix}_{col}" if prefix else col] = arr
+        for col, arr in getattr(signal, "target_columns", dict)().items():
+            self.columns[TARGET_PREFIX + (f"{prefix}_{col}" if prefix else col)] = arr
         self._done.add(instance)
 
     def _on_rows(self, signal, rows: np.ndarray) -> tuple[dict[str, np.ndarray], str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from winnow.recipes.context import RunContext
+from winnow.recipes.context import TARGET_PREFIX, RunContext
 from winnow.recipes.expressions import evaluate, evaluate_numeric
 from winnow.selectors.base import Selector, get_selector, selector_class
 from winnow.selectors.ranking import BottomK, QuantileBand, RandomSample, TopK
@@ -171,7 +171,8 @@ def select_stage(ctx: RunContext, spec, candidates, keep):
     if selector_cls is not None and "random_state" in inspect.signature(selector_cls).parameters:
         params.setdefault("random_state", ctx.seed)
     selector = get_selector(spec["select"], **params)
-    inputs = {name: np.asarray(ctx.column(col))[candidates]
+    inputs = {name: np.asarray(ctx.column(col)) if col.startswith(TARGET_PREFIX)
+              else np.asarray(ctx.column(col))[candidates]
               for name, col in (spec.get("inputs") or {}).items() if col is not None}
     budget = len(candidates) if keep is None else min(keep, len(candidates))
     sel = selector.select(budget, **inputs)
