@@ -76,20 +76,35 @@ def test_facility_location_quality_term_and_metrics(X):
                                    rtol=1e-5)
 
 
+def brute_kcenter(X: np.ndarray, centers: list[int], k: int) -> tuple[list[int], float]:
+    """Plain farthest-first in float64: k new picks after ``centers``, and the radius."""
+    X64 = X.astype(np.float64)
+    D = np.min([np.linalg.norm(X64 - X64[c], axis=1) for c in centers], axis=0)
+    picks = []
+    for _ in range(k):
+        s = int(np.argmax(D))
+        picks.append(s)
+        D = np.minimum(D, np.linalg.norm(X64 - X64[s], axis=1))
+    return picks, float(D.max())
+
+
 def test_kcenter_matches_brute_force(X):
     sel = get_selector("kcenter", random_state=3).select(80, X=X)
-    X64 = X.astype(np.float64)
-    chosen = [int(sel.indices[0])]
-    D = np.linalg.norm(X64 - X64[chosen[0]], axis=1)
-    for _ in range(79):
-        s = int(np.argmax(D))
-        chosen.append(s)
-        D = np.minimum(D, np.linalg.norm(X64 - X64[s], axis=1))
-    assert sel.indices.tolist() == chosen
-    np.testing.assert_allclose(sel.trace["radius"], D.max(), rtol=1e-4)
-    init = np.array([0, 1000, 2000])
-    with_init = get_selector("kcenter").select(10, X=X, initial=init)
-    assert not set(with_init.indices.tolist()) & set(init.tolist())
+    picks, radius = brute_kcenter(X, [int(sel.indices[0])], 79)
+    assert sel.indices.tolist() == [int(sel.indices[0])] + picks
+    np.testing.assert_allclose(sel.trace["radius"], radius, rtol=1e-4)
+    init = [0, 1000, 2000]
+    expected, _ = brute_kcenter(X, init, 60)
+    for n_groups in (1, 7, 400):  # the grouping changes the speed, never the result
+        with_init = get_selector("kcenter", n_groups=n_groups).select(60, X=X, initial=init)
+        assert with_init.indices.tolist() == expected
+
+
+def test_kcenter_stops_when_everything_is_covered(X):
+    dup = np.concatenate([X[:5], X[:5], X[:5]])
+    sel = get_selector("kcenter").select(10, X=dup)
+    assert sorted(dup[sel.indices].sum(1).tolist()) == sorted(X[:5].sum(1).tolist())
+    assert sel.trace["radius"] == 0.0
 
 
 def test_novelselect_matches_direct_formula(X):
