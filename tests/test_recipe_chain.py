@@ -236,3 +236,71 @@ def test_chain_on_alpaca_demo_from_cli(shared_data, session_cache, tmp_path):
     check_chain_run(shared_data / "alpaca_en_demo.json", session_cache, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
     assert sum(r["stage"].startswith("stage 0 (dedup exact)") for r in rows) == 14
+
+
+def mixed_sample(shared_data: Path, per_domain: int) -> list[dict]:
+    """The first ``per_domain`` records of every domain of the mixed pool, plus an exact
+    copy (upper-cased output) of the third one."""
+    records = [json.loads(line) for line in
+               (shared_data / "mixed_pool.jsonl").read_text(encoding="utf-8").splitlines()]
+    taken: dict[str, int] = {}
+    out = []
+    for r in records:
+        if taken.get(r["domain"], 0) < per_domain:
+            taken[r["domain"]] = taken.get(r["domain"], 0) + 1
+            out.append(r)
+    copy = dict(out[2], id="planted-copy", output=out[2]["output"].upper())
+    return out + [copy]
+
+
+def test_select_without_method_runs_quality(shared_data, session_cache, tmp_path):
+    """`winnow select` with no method runs the ``quality`` chain; the model and the
+    embedder see only the examples that reach the stages needing them."""
+    from typer.testing import CliRunner
+
+    from winnow.cli import app
+
+    records = mixed_sample(shared_data, 4)
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    result = CliRunner().invoke(app, ["select", "--data", str(data), "--budget", "8",
+                                      "--out", str(tmp_path / "s.jsonl"), "--scores",
+                                      str(tmp_path / "scores.jsonl"), "--cache-dir",
+                                      str(session_cache)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "s.manifest.json").read_text())
+    assert manifest["recipe"]["name"] == "quality" and manifest["selected"] == 8
+    assert [s["kind"] for s in manifest["stages"]] == ["dedup", "dedup", "filter", "select"]
+    rows = {json.loads(line)["id"]: json.loads(line)
+            for line in (tmp_path / "scores.jsonl").read_text().splitlines()}
+    assert rows["planted-copy"]["stage"] == \
+        f"stage 0 (dedup exact): exact duplicate of {records[2]['id']}"
+    for row in rows.values():
+        stage = row["stage"]
+        if stage.startswith(("stage 0", "stage 1")):
+            assert row["ifd"] is None and row["response_tokens"] is None  # never scored
+        elif stage.startswith("stage 2"):
+            assert row["ifd"] is None or row["ifd"] >= 1 or row["response_tokens"] < 3
+        else:
+            assert row["ifd"] < 1 and row["response_tokens"] >= 3
+    subset = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in subset] == [r["id"] for r in records
+                                         if rows[r["id"]]["selected"]]
+
+
+@pytest.mark.slow
+def test_quality_on_mixed_pool(shared_data, session_cache, tmp_path):
+    """The issue's command: `winnow select --data mixed_pool.jsonl --budget 5% --out ...`."""
+    from typer.testing import CliRunner
+
+    from winnow.cli import app
+
+    out = tmp_path / "s.jsonl"
+    result = CliRunner().invoke(app, ["select", "--data", str(shared_data / "mixed_pool.jsonl"),
+                                      "--budget", "5%", "--out", str(out), "--cache-dir",
+                                      str(session_cache)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    subset = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(subset) == 166
+    pool = load_pool(str(out))
+    assert duplicate_pairs(pool, list(range(len(pool)))) == ([], [])
