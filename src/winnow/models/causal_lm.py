@@ -181,3 +181,25 @@ def load_causal_lm(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.dev
         commit = getattr(model.config, "_commit_hash", None)
         identity = {"name": name, "revision": commit or revision or "main"}
     return LoadedLM(model=model, tokenizer=tokenizer, identity=identity, device=dev, dtype=dt)
+
+
+def model_identity(name_or_path: str = DEFAULT_MODEL, *, revision: str | None = None,
+                   cache_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The identity :func:`load_causal_lm` would report, without loading the model.
+
+    ``None`` for a hub model whose snapshot is not in the local hub cache (load it instead).
+    """
+    name = str(name_or_path)
+    if name == DEFAULT_MODEL:
+        return {"name": name, "sha256": weights_sha256(ensure_default_model(cache_dir), cache_dir)}
+    local = Path(name).expanduser()
+    if local.is_dir():
+        source = str(local.resolve())
+        return {"name": name, "path": source, "sha256": weights_sha256(source, cache_dir)}
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot = snapshot_download(name, revision=revision, local_files_only=True)
+    except Exception:  # not cached locally (or not a hub id): the caller loads the model
+        return None
+    return {"name": name, "revision": Path(snapshot).name}

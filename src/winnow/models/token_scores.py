@@ -1,0 +1,163 @@
+"""Per-token log-likelihood statistics from batched forward passes of a causal LM.
+
+Sequences are sorted by length and packed into batches under a token budget (rows x
+longest row), right-padded. The model body runs once per batch; the LM head (the
+vocabulary projection, the costliest part of a small model) runs only at the positions
+that predict a target token, in chunks, in float32 for the softmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from winnow.models.causal_lm import LoadedLM
+
+HEAD_CHUNK_ELEMENTS = 1 << 26  # logits computed per chunk: positions x vocabulary
+
+
+@dataclass
+class Sequence:
+    """One sequence to score.
+
+    input_ids : (T,) int64 token ids.
+    targets : (T,) bool, True at tokens whose log-likelihood is wanted. Position 0 is never
+        scored (nothing predicts it).
+    uncertainty : also compute the entropy and top-1/top-2 margin at the targets.
+    embed : also return the mean of the last hidden state over all T tokens.
+    """
+
+    input_ids: np.ndarray
+    targets: np.ndarray
+    uncertainty: bool = False
+    embed: bool = False
+
+
+@dataclass
+class TokenScores:
+    """Statistics at the k targets of one sequence, in order.
+
+    nll : (k,) float32, -log p(token | preceding tokens).
+    entropy : (k,) float32 entropy of the predictive distribution, or None.
+    margin : (k,) float32 p_top1 - p_top2 of the predictive distribution, or None.
+    embedding : (H,) float32 mean last hidden state, or None.
+    """
+
+    nll: np.ndarray
+    entropy: np.ndarray | None = None
+    margin: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+
+
+def default_token_budget(device: torch.device) -> int:
+    """Tokens per batch (rows x longest row): 4096 on CPU, 16384 on an accelerator."""
+    return 4096 if device.type == "cpu" else 16384
+
+
+def length_batches(lengths: list[int] | np.ndarray, token_budget: int) -> list[np.ndarray]:
+    """Indices grouped into batches, longest first, each with rows x longest <= budget.
+
+    A sequence longer than the budget gets a batch of its own.
+    """
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        size = max(1, token_budget // longest)
+        batches.append(order[start:start + size])
+        start += size
+    return batches
+
+
+def _head(model) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """(body, lm_head, config) of a ``*ForCausalLM`` model."""
+    head = model.get_output_embeddings()
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
+    if head is None or body is None:
+        raise ValueError(f"{type(model).__name__} has no separable decoder and LM head")
+    return body, head, model.config
+
+
+def _logits(head: torch.nn.Module, config, hidden: torch.Tensor) -> torch.Tensor:
+    """Float32 logits from last hidden states, with the model's own logit scaling."""
+    logits = head(hidden).float()
+    scale = getattr(config, "logit_scale", None)  # Cohere
+    if scale:
+        logits = logits * scale
+    divisor = getattr(config, "logits_scaling", None)  # Granite
+    if divisor:
+        logits = logits / divisor
+    cap = getattr(config, "final_logit_softcapping", None)  # Gemma 2/3
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+@torch.inference_mode()
+def score_sequences(lm: LoadedLM, sequences: list[Sequence], *, token_budget: int | None = None,
+                    progress: bool = False, desc: str = "scoring") -> list[TokenScores]:
+    """Token statistics for each sequence (see :class:`TokenScores`), in input order."""
+    from tqdm.auto import tqdm
+
+    model, device = lm.model, lm.device
+    body, head, config = _head(model)
+    pad_id = lm.tokenizer.pad_token_id or 0
+    budget = token_budget or default_token_budget(device)
+    results: list[TokenScores | None] = [None] * len(sequences)
+    lengths = [len(s.input_ids) for s in sequences]
+    bar = tqdm(total=len(sequences), desc=desc, unit="seq", disable=not progress, leave=False)
+    for batch in length_batches(lengths, budget):
+        rows = [sequences[i] for i in batch]
+        width = max(len(r.input_ids) for r in rows)
+        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        attn = np.zeros((len(rows), width), dtype=np.int64)
+        tgt = np.zeros((len(rows), width), dtype=bool)
+        for j, r in enumerate(rows):
+            n = len(r.input_ids)
+            ids[j, :n], attn[j, :n], tgt[j, :n] = r.input_ids, 1, r.targets
+        tgt[:, 0] = False
+        ids_t = torch.from_numpy(ids).to(device)
+        attn_t = torch.from_numpy(attn).to(device)
+        hidden = body(input_ids=ids_t, attention_mask=attn_t, use_cache=False)[0]
+        b_idx, t_idx = np.nonzero(tgt)
+        b_t = torch.from_numpy(b_idx).to(device)
+        t_t = torch.from_numpy(t_idx).to(device)
+        picked = hidden[b_t, t_t - 1]
+        labels = ids_t[b_t, t_t]
+        want_unc = any(r.uncertainty for r in rows)
+        nll, ent, mar = [], [], []
+        step = max(1, HEAD_CHUNK_ELEMENTS // max(1, head.weight.shape[0]))
+        for s in range(0, len(picked), step):
+            logp = torch.log_softmax(_logits(head, config, picked[s:s + step]), dim=-1)
+            nll.append(-logp.gather(1, labels[s:s + step, None])[:, 0])
+            if want_unc:
+                ent.append(-(logp.exp() * logp).sum(-1))
+                top = logp.topk(2, dim=-1).values.exp()
+                mar.append(top[:, 0] - top[:, 1])
+        nll_np = _cat(nll)
+        ent_np = _cat(ent) if want_unc else None
+        mar_np = _cat(mar) if want_unc else None
+        emb = None
+        if any(r.embed for r in rows):
+            m = attn_t[..., None].to(hidden.dtype)
+            emb = ((hidden * m).sum(1) / m.sum(1)).float().cpu().numpy()
+        bounds = np.searchsorted(b_idx, np.arange(len(rows) + 1))
+        for j, (i, r) in enumerate(zip(batch, rows)):
+            a, b = bounds[j], bounds[j + 1]
+            results[i] = TokenScores(
+                nll=nll_np[a:b],
+                entropy=ent_np[a:b] if r.uncertainty else None,
+                margin=mar_np[a:b] if r.uncertainty else None,
+                embedding=emb[j] if r.embed and emb is not None else None)
+        bar.update(len(rows))
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _cat(parts: list[torch.Tensor]) -> np.ndarray:
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    return torch.cat(parts).float().cpu().numpy()
