@@ -304,3 +304,25 @@ def test_quality_on_mixed_pool(shared_data, session_cache, tmp_path):
     assert len(subset) == 166
     pool = load_pool(str(out))
     assert duplicate_pairs(pool, list(range(len(pool)))) == ([], [])
+
+
+def test_semantic_dedup_stage_with_minilm(planted_pool, session_cache):
+    """Semantic dedup on real MiniLM embeddings: near copies of long outputs are within
+    cosine 0.95 of their originals; the kept set has no pair at or above it."""
+    pool, _, near = planted_pool
+    rows = list(range(60)) + sorted(set(near.values())) + sorted(near)
+    sub = pool.subset(rows)
+    recipe = Recipe.from_dict({
+        "name": "t", "signals": {"emb": {"signal": "embedding", "text": "instruction_response"}},
+        "stages": [{"dedup": "semantic", "threshold": 0.95}, {"random": {}}]})
+    res = run_recipe(recipe, sub, "100%", store=Store(session_cache))
+    position = {i: k for k, i in enumerate(rows)}
+    for copy, original in near.items():
+        m = re.fullmatch(r"stage 0 \(dedup semantic\): semantic duplicate of (\S+) "
+                         r"\(cosine (\S+)\)", res.fate[position[copy]])
+        assert m and m.group(1) == pool.ids[original] and float(m.group(2)) >= 0.95
+    X = np.asarray(res.columns["embedding"], dtype=np.float64)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    kept = res.selected
+    sims = X[kept] @ X[kept].T - 2 * np.eye(len(kept))
+    assert sims.max() < 0.95
