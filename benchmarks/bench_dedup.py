@@ -12,12 +12,16 @@ texts, and recall/precision of the planted pairs:
   dropped as a duplicate of the other;
 - precision: dropped records whose recorded duplicate is their planted partner.
 
+``--semantic N`` also runs semantic dedup on N random 384-d unit vectors of which 5% are
+copies plus Gaussian noise (cosine about 0.97 to their source; inverted-file search
+beyond 20k), reporting the same figures.
+
 ``--compare N`` also measures MinHash+LSH with ``datasketch`` and ``rensa`` side by side
 on N records (same shingles, same bands and rows): signatures/s, LSH build+query/s,
 the mean absolute error of the Jaccard estimate on the planted pairs, and pair recall.
 
     python benchmarks/bench_dedup.py                              # 1M records, 3 repeats
-    python benchmarks/bench_dedup.py --n 100000 --repeats 1 --compare 20000
+    python benchmarks/bench_dedup.py --n 100000 --repeats 1 --compare 20000 --semantic 100000
 """
 
 from __future__ import annotations
@@ -118,6 +122,40 @@ print(json.dumps({"seconds": seconds, "dropped": int(len(dropped)), "correct": c
 """
 
 
+SEMANTIC_CHILD = r"""
+import json, resource, sys, time
+import numpy as np
+from winnow.dedup import semantic_duplicates
+n, seed = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(seed)
+copies = n // 20
+X = rng.normal(size=(n - copies, 384)).astype(np.float32)
+X /= np.linalg.norm(X, axis=1, keepdims=True)
+src = rng.choice(n - copies, size=copies, replace=False)
+noisy = X[src] + rng.normal(scale=0.25 / np.sqrt(384), size=(copies, 384)).astype(np.float32)
+X = np.vstack([X, noisy])
+groups = np.concatenate([np.arange(n - copies), src])
+perm = rng.permutation(n)
+X, groups = X[perm], groups[perm]
+base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+d = semantic_duplicates(X, threshold=0.95, seed=seed)
+seconds = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+dropped = d.dropped
+right = groups[dropped] == groups[d.duplicate_of[dropped]]
+print(json.dumps({"seconds": seconds, "dropped": int(len(dropped)), "correct": int(right.sum()),
+                  "found": int(len(set(groups[dropped][right].tolist()))), "planted": int(copies),
+                  "peak_rss_kib": peak, "base_rss_kib": base_rss}))
+"""
+
+
+def run_semantic(n: int, seed: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", SEMANTIC_CHILD, str(n), str(seed)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_child(path: Path, method: str, threshold: float) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, str(path), method, str(threshold)],
                          check=True, capture_output=True, text=True)
@@ -206,6 +244,7 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--compare", type=int, default=0, help="records for datasketch vs rensa")
+    ap.add_argument("--semantic", type=int, default=0, help="vectors for semantic dedup")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -233,6 +272,19 @@ def main() -> None:
             "peak_rss_gib": last["peak_rss_kib"] / 2**20,
             "method_rss_gib": (last["peak_rss_kib"] - last["base_rss_kib"]) / 2**20,
         })
+    if args.semantic:
+        runs = [run_semantic(args.semantic, args.seed) for _ in range(args.repeats)]
+        secs = statistics.median(r["seconds"] for r in runs)
+        last = runs[-1]
+        rows.append({
+            "method": "semantic (cosine 0.95)", "n": args.semantic, "seconds": secs,
+            "records_per_s": args.semantic / secs, "runs": [r["seconds"] for r in runs],
+            "dropped": last["dropped"], "planted_pairs": last["planted"],
+            "recall": last["found"] / last["planted"],
+            "precision": last["correct"] / last["dropped"] if last["dropped"] else 1.0,
+            "peak_rss_gib": last["peak_rss_kib"] / 2**20,
+            "method_rss_gib": (last["peak_rss_kib"] - last["base_rss_kib"]) / 2**20,
+        })
     compare = compare_libraries(path, args.compare, args.threshold) if args.compare else []
     command = " ".join(["python", "benchmarks/bench_dedup.py", *sys.argv[1:]])
     doc = {"command": command, "machine": {"platform": platform.platform(),
@@ -247,11 +299,11 @@ def main() -> None:
     print(f"{args.n} records, {n_exact} exact and {n_near} near copies planted "
           f"({len(near_above)} of the near at Jaccard >= {args.threshold}; median "
           f"{doc['planted']['near_jaccard_median']:.3f}).\n")
-    print("| method | seconds (median) | records/s | recall | precision | peak RSS GiB | "
-          "added by method GiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | records | seconds (median) | records/s | recall | precision | "
+          "peak RSS GiB | added by method GiB |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['seconds']:.1f} | {r['records_per_s']:,.0f} | "
+        print(f"| {r['method']} | {r['n']:,} | {r['seconds']:.1f} | {r['records_per_s']:,.0f} | "
               f"{r['recall']:.4f} | {r['precision']:.4f} | {r['peak_rss_gib']:.2f} | "
               f"{r['method_rss_gib']:.2f} |")
     if compare:

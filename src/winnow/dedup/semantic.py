@@ -36,7 +36,7 @@ def _index(X: np.ndarray, exact_max: int, nprobe: int, seed: int):
         nlist = int(4 * np.sqrt(n))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
-        sample = np.random.default_rng(seed).choice(n, min(n, 256 * nlist), replace=False)
+        sample = np.random.default_rng(seed).choice(n, min(n, 64 * nlist), replace=False)
         index.train(X[np.sort(sample)])
         index.nprobe = nprobe
     index.add(X)
