@@ -21,6 +21,8 @@ from winnow.dedup.base import Duplicates, check_order
 from winnow.dedup.text import jaccard, normalize, shingle_list
 
 CHUNK = 4096
+THRESHOLD = 0.8
+NUM_PERM = 128
 
 
 def lsh_bands(threshold: float, num_perm: int = 128, max_miss: float = 0.01) -> tuple[int, int]:
@@ -40,8 +42,8 @@ def lsh_bands(threshold: float, num_perm: int = 128, max_miss: float = 0.01) -> 
     return num_perm, 1
 
 
-def near_duplicates(texts: Sequence[str], *, threshold: float = 0.8, ngram: int = 3,
-                    num_perm: int = 128,
+def near_duplicates(texts: Sequence[str], *, threshold: float = THRESHOLD, ngram: int = 3,
+                    num_perm: int = NUM_PERM,
                     order: np.ndarray | None = None, lowercase: bool = True,
                     punctuation: bool = True, seed: int = 0) -> Duplicates:
     """Drop items whose ``ngram``-token shingle sets have Jaccard >= ``threshold`` with a

@@ -26,6 +26,8 @@ import numpy as np
 from winnow.dedup import (
     Duplicates,
     exact_duplicates,
+    lsh_bands,
+    near,
     near_duplicates,
     priority_order,
     semantic_duplicates,
@@ -91,8 +93,11 @@ def dedup_stage(ctx: RunContext, spec, candidates, keep) -> StageResult:
             dups = exact_duplicates(texts, order=order, **options)
         else:
             dups = near_duplicates(texts, order=order, seed=ctx.seed, **options)
-    return _result(ctx, method, candidates, dups, {"method": method, "prefer": prefer,
-                                                   "fields": fields, **options})
+    trace = {"method": method, "prefer": prefer, "fields": fields, **options}
+    if method == "near":
+        trace["lsh_bands_rows"] = lsh_bands(options.get("threshold", near.THRESHOLD),
+                                            options.get("num_perm", near.NUM_PERM))
+    return _result(ctx, method, candidates, dups, trace)
 
 
 def _result(ctx: RunContext, method: str, candidates: np.ndarray, dups: Duplicates,
