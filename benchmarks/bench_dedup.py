@@ -286,6 +286,7 @@ def main() -> None:
             "method_rss_gib": (last["peak_rss_kib"] - last["base_rss_kib"]) / 2**20,
         })
     compare = compare_libraries(path, args.compare, args.threshold) if args.compare else []
+    path.unlink()
     command = " ".join(["python", "benchmarks/bench_dedup.py", *sys.argv[1:]])
     doc = {"command": command, "machine": {"platform": platform.platform(),
                                            "python": platform.python_version()},

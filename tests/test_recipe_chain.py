@@ -223,7 +223,7 @@ def check_chain_run(data: Path, cache: Path, out_dir: Path, budget: int = 20) ->
             assert rows[k]["ifd"] < 1
     top = [rows[k]["ifd"] for k, s in enumerate(left) if s in (4, -1)]
     cut = [rows[k]["ifd"] for k, s in enumerate(left) if s == 3]
-    assert min(top) >= max(cut)
+    assert top and min(top) >= max(cut, default=-np.inf)
     explained = runner.invoke(app, ["explain", pool.ids[chosen[0]], "--run",
                                     str(out_dir / "subset.manifest.json")])
     assert explained.exit_code == 0 and "selected" in explained.output
