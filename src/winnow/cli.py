@@ -116,7 +116,8 @@ def select_cmd(
                                                help="Count (1000) or fraction (5%, 0.05).")] = None,
     out_path: Annotated[str | None, typer.Option("--out", "-o", help="Subset file.")] = None,
     scores: Annotated[str | None, typer.Option(help="Per-example scores file "
-                                               "(.jsonl/.json/.csv/.parquet).")] = None,
+                                               "(.jsonl/.json/.csv/.parquet; default: "
+                                               "next to --out).")] = None,
     manifest: Annotated[str | None, typer.Option(help="Manifest JSON (default: next to "
                                                  "--out).")] = None,
     model: Annotated[str | None, typer.Option(help="Causal LM: HF id or path "
@@ -167,9 +168,10 @@ def select_cmd(
                             store=Store(cache_dir) if cache_dir else None,
                             seed=seed if seed is not None else cfg.get("seed", 0),
                             target=target_pool, run_shards=_executor(executor, workers))
-        manifest = manifest or cfg.get("manifest") or (
-            str(Path(out_path).with_suffix("")) + ".manifest.json" if out_path else None)
-        write_outputs(result, data=data, out=out_path, scores=scores or cfg.get("scores"),
+        stem = str(Path(out_path).with_suffix("")) if out_path else None
+        manifest = manifest or cfg.get("manifest") or (stem and stem + ".manifest.json")
+        scores = scores or cfg.get("scores") or (stem and stem + ".scores.jsonl")
+        write_outputs(result, data=data, out=out_path, scores=scores,
                       manifest_path=manifest, command=sys.argv,
                       seconds=time.perf_counter() - started)
     except DataError as e:

@@ -1,0 +1,147 @@
+"""End-to-end CLI runs on real data with the built-in model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from winnow.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_methods_lists_recipes():
+    result = invoke("methods")
+    assert result.exit_code == 0
+    for name in ("ifd", "superfilter", "perplexity", "uncertainty", "random"):
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("scores_name", ["sc.jsonl"])
+def test_select_ifd_alpaca(shared_data, session_cache, tmp_path, scores_name):
+    src = shared_data / "alpaca_en_demo.json"
+    out, scores = tmp_path / "s.json", tmp_path / scores_name
+    result = invoke("select", "ifd", "--data", src, "--budget", "5%", "--out", out,
+                    "--scores", scores, "--cache-dir", session_cache)
+    assert result.exit_code == 0, result.output
+    pool = json.loads(src.read_text(encoding="utf-8"))
+    subset = json.loads(out.read_text(encoding="utf-8"))
+    assert len(subset) == 50
+    positions = [pool.index(rec) for rec in subset]
+    assert positions == sorted(positions), "subset keeps pool order"
+    rows = read_jsonl(scores)
+    assert len(rows) == 999
+    chosen = [r for r in rows if r["selected"]]
+    assert len(chosen) == 50
+    assert all(r["ifd"] < 1 for r in chosen)
+    worst_chosen = min(r["ifd"] for r in chosen)
+    dropped = [r for r in rows if not r["selected"] and r["ifd"] is not None and r["ifd"] < 1
+               and not r["truncated"]]
+    assert all(r["ifd"] <= worst_chosen for r in dropped), "top IFD among those kept"
+    manifest = json.loads((tmp_path / "s.manifest.json").read_text())
+    assert manifest["recipe"]["name"] == "ifd" and manifest["selected"] == 50
+    assert manifest["pool"]["n"] == 999 and manifest["pool"]["sha256"]
+
+
+def _small_copy(shared_data: Path, name: str, tmp_path: Path, n: int = 24) -> Path:
+    records = json.loads((shared_data / name).read_text(encoding="utf-8"))[:n]
+    path = tmp_path / name
+    path.write_text(json.dumps(records, ensure_ascii=False, indent=2), encoding="utf-8")
+    return path
+
+
+def test_select_sharegpt_multiturn(shared_data, session_cache, tmp_path):
+    src = _small_copy(shared_data, "glaive_toolcall_en_demo.json", tmp_path)
+    out = tmp_path / "out.json"
+    result = invoke("select", "ifd", "--data", src, "--budget", "5", "--out", out,
+                    "--cache-dir", session_cache)
+    assert result.exit_code == 0, result.output
+    pool = json.loads(src.read_text(encoding="utf-8"))
+    subset = json.loads(out.read_text(encoding="utf-8"))
+    assert 1 <= len(subset) <= 5 and all(rec in pool for rec in subset)
+
+
+def test_select_messages_jsonl(shared_data, session_cache, tmp_path):
+    lines = (shared_data / "v1_sft_demo.jsonl").read_text(encoding="utf-8").splitlines()[:24]
+    src = tmp_path / "m.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = invoke("select", "perplexity", "--data", src, "--budget", "25%", "--out", out,
+                    "--cache-dir", session_cache)
+    assert result.exit_code == 0, result.output
+    got = out.read_text(encoding="utf-8").splitlines()
+    assert len(got) == 6 and all(line in lines for line in got)
+
+
+def test_select_parquet_and_score(shared_data, session_cache, tmp_path):
+    records = json.loads((shared_data / "alpaca_en_demo.json").read_text(encoding="utf-8"))[:24]
+    src = tmp_path / "p.parquet"
+    pq.write_table(pa.Table.from_pylist(records), src)
+    out = tmp_path / "out.parquet"
+    result = invoke("select", "uncertainty", "--data", src, "--budget", "4", "--out", out,
+                    "--set", "criterion=min_margin", "--cache-dir", session_cache)
+    assert result.exit_code == 0, result.output
+    subset = pq.read_table(out).to_pylist()
+    assert len(subset) == 4 and all(rec in records for rec in subset)
+    scores = tmp_path / "scores.parquet"
+    result = invoke("score", "loss", "ppl", "ifd", "uncertainty", "--data", src, "--out", scores,
+                    "--cache-dir", session_cache)
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(scores).to_pydict()
+    for col in ("id", "loss", "ppl", "ifd", "loss_alone", "entropy", "least_confidence",
+                "mean_margin", "min_margin"):
+        assert len(table[col]) == 24
+
+
+def test_select_dataset_info_entry(shared_data, session_cache, tmp_path):
+    records = json.loads((shared_data / "alpaca_en_demo.json").read_text(encoding="utf-8"))[:24]
+    renamed = [{"q": r["instruction"], "ctx": r["input"], "a": r["output"]} for r in records]
+    (tmp_path / "mine.json").write_text(json.dumps(renamed), encoding="utf-8")
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"mine": {
+        "file_name": "mine.json",
+        "columns": {"prompt": "q", "query": "ctx", "response": "a"}}}), encoding="utf-8")
+    out = tmp_path / "out.json"
+    result = invoke("select", "ifd", "--data", tmp_path / "dataset_info.json",
+                    "--dataset", "mine", "--budget", "3", "--out", out,
+                    "--cache-dir", session_cache)
+    assert result.exit_code == 0, result.output
+    subset = json.loads(out.read_text(encoding="utf-8"))
+    assert 1 <= len(subset) <= 3 and all(rec in renamed for rec in subset)
+    assert set(subset[0]) == {"q", "ctx", "a"}
+
+
+def test_bad_input_exits_2_naming_place(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": \n',
+                   encoding="utf-8")
+    result = invoke("select", "random", "--data", bad, "--budget", "1", "--out",
+                    tmp_path / "o.jsonl")
+    assert result.exit_code == 2
+    assert "bad.jsonl" in result.output and "line 2" in result.output
+    assert not (tmp_path / "o.jsonl").exists()
+    result = invoke("select", "random", "--data", bad, "--budget", "1", "--out",
+                    tmp_path / "o.jsonl", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 1
+
+
+def test_unknown_method_and_param(tmp_path, shared_data):
+    data = shared_data / "alpaca_en_demo.json"
+    result = invoke("select", "nope", "--data", data, "--budget", "1")
+    assert result.exit_code == 2 and "unknown method" in result.output
+    result = invoke("select", "ifd", "--data", data, "--budget", "1", "--set", "foo=1")
+    assert result.exit_code == 2 and "unknown parameters" in result.output
