@@ -1,38 +1,48 @@
 """Diversity selectors at scale, side by side in one run.
 
-    python benchmarks/bench_diversity.py            # full scale (quiet machine)
+    python benchmarks/bench_diversity.py                       # full scale (quiet machine)
     python benchmarks/bench_diversity.py --scale 0.05 --repeats 1   # quick check
+    python benchmarks/bench_diversity.py --only kcenter        # one part
 
-1. facility location (winnow, dense lazy greedy) vs apricot on 20k x 384 -> 1k, same
-   similarity matrix (max(0, cosine)); apricot's time includes building that matrix.
-2. sparse facility location on 1M x 384 clustered synthetic embeddings -> 10k: time, peak RSS.
-3. k-center greedy 1M x 384 -> 10k: time.
-4. NovelSelect 100k -> 5k vs a direct implementation of the formula that recomputes every
-   value each step (run for the first ``--direct-steps`` steps; the ratio is per step).
-Median of ``--repeats`` runs. Prints a markdown table; JSON to benchmarks/out/diversity.json.
+Every part runs in its own process (its peak RSS is its own) on clustered synthetic unit
+embeddings (1000 centres, d = 384):
+
+fl       facility location (winnow, dense lazy greedy, from X) vs apricot's lazy greedy on
+         20k x 384 -> 1k. apricot gets the same max(0, cosine) matrix precomputed in float64
+         (building it is not in its time) and its numba code is compiled on a tiny input
+         first (not in its time either). Objective of both selections.
+sparse   facility location on a 16-NN graph (faiss IVF), 1M x 384 -> 10k: time, peak RSS.
+kcenter  k-center greedy 1M x 384 -> 10k, and the plain algorithm (all n distances every
+         step) for its first ``--plain-steps`` steps: same picks, time per step.
+novel    NovelSelect 100k -> 5k; the direct formula (all values recomputed and sorted every
+         step) side by side for the first ``--direct-steps`` steps, and one direct step at
+         t = 5k from which its full run is estimated (k/2 steps of that cost; an
+         underestimate since a step grows as t·log t).
+Times are medians of ``--repeats`` runs. Prints a markdown table; JSON to
+benchmarks/out/diversity.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from winnow.selectors._knn import normalize_rows
 from winnow.selectors.base import get_selector
-from winnow.selectors.facility_location import dense_similarity
-from winnow.selectors.novelsum import local_density
+from winnow.selectors.facility_location import dense_similarity, facility_location_value
 
 
 def clustered(n: int, d: int = 384, clusters: int = 1000, spread: float = 0.35,
               seed: int = 0) -> np.ndarray:
-    """(n, d) unit vectors around ``clusters`` random centres (float32)."""
+    """(n, d) float32 unit vectors around ``clusters`` random unit centres."""
     rng = np.random.default_rng(seed)
     centres = normalize_rows(rng.normal(size=(clusters, d)))
     X = np.empty((n, d), dtype=np.float32)
@@ -40,10 +50,12 @@ def clustered(n: int, d: int = 384, clusters: int = 1000, spread: float = 0.35,
         b = min(n, a + 100_000)
         X[a:b] = centres[rng.integers(clusters, size=b - a)] + \
             spread / np.sqrt(d) * rng.normal(size=(b - a, d)).astype(np.float32)
-    return normalize_rows(X)
+        X[a:b] /= np.linalg.norm(X[a:b], axis=1, keepdims=True)
+    return X
 
 
 def timed(fn, repeats: int):
+    """(median seconds, last result) of ``repeats`` calls."""
     times, out = [], None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -52,105 +64,158 @@ def timed(fn, repeats: int):
     return statistics.median(times), out
 
 
-def rss_gib() -> float:
-    return psutil.Process().memory_info().rss / 2**30
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def bench_fl_vs_apricot(n, k, repeats):
+def part_fl(n: int, k: int, repeats: int, **_) -> dict:
     from apricot import FacilityLocationSelection
 
-    X = clustered(n, clusters=max(10, n // 100), seed=1)
-    ours_t, ours = timed(lambda: get_selector("facility_location", mode="dense").select(k, X=X),
+    X = clustered(n, seed=1)
+    tiny = np.maximum(dense_similarity(X[:50]), 0).astype(np.float64)
+    FacilityLocationSelection(5, metric="precomputed", optimizer="lazy").fit(tiny)  # compile
+    t_ours, ours = timed(lambda: get_selector("facility_location", mode="dense").select(k, X=X),
                          repeats)
+    start = time.perf_counter()
+    S = np.maximum(dense_similarity(X), 0).astype(np.float64)
+    t_matrix = time.perf_counter() - start
+    t_ap, ap = timed(lambda: FacilityLocationSelection(k, metric="precomputed",
+                                                       optimizer="lazy").fit(S), repeats)
+    f_ours = facility_location_value(X, ours.indices)
+    f_ap = facility_location_value(X, ap.ranking)
+    return {"task": f"facility location {n}x384 -> {k} (dense)", "winnow_s": t_ours,
+            "reference": "apricot lazy (fit only)", "reference_s": t_ap,
+            "ratio": t_ap / t_ours, "apricot_matrix_s": t_matrix,
+            "objective_winnow": f_ours, "objective_apricot": f_ap,
+            "same_selection": ours.indices.tolist() == ap.ranking.tolist()}
 
-    def apricot_run():
-        S = np.maximum(dense_similarity(X), 0).astype(np.float64)
-        return FacilityLocationSelection(k, metric="precomputed", optimizer="lazy").fit(S)
 
-    ap_t, ap = timed(apricot_run, repeats)
-    from winnow.selectors.facility_location import facility_location_value
-    return {"task": f"facility location {n}x384 -> {k}", "winnow_s": ours_t, "apricot_s": ap_t,
-            "speedup": ap_t / ours_t, "objective_winnow": ours.trace["objective"],
-            "objective_apricot": facility_location_value(X, ap.ranking)}
-
-
-def bench_sparse_fl(n, k, repeats):
+def part_sparse(n: int, k: int, repeats: int, **_) -> dict:
     X = clustered(n)
+    before = peak_rss_gib()
     t, sel = timed(lambda: get_selector("facility_location", mode="sparse", n_neighbors=16,
                                         index="auto").select(k, X=X), repeats)
-    return {"task": f"sparse facility location {n}x384 -> {k}", "winnow_s": t,
-            "peak_rss_gib": psutil.Process().memory_info().rss / 2**30,
-            "objective": sel.trace["objective"]}
+    return {"task": f"sparse facility location {n}x384 -> {k} (16-NN, IVF)", "winnow_s": t,
+            "peak_rss_gib": peak_rss_gib(), "peak_rss_before_select_gib": before,
+            "input_gib": X.nbytes / 2**30, "objective": sel.trace["objective"]}
 
 
-def bench_kcenter(n, k, repeats):
+def plain_kcenter(X: np.ndarray, first: int, steps: int) -> list[int]:
+    """Farthest-first recomputing all n distances every step (float32 products)."""
+    sq = np.einsum("ij,ij->i", X, X)
+    chosen = [first]
+    D = sq + sq[first] - 2 * (X @ X[first])
+    for _ in range(steps - 1):
+        s = int(np.argmax(D))
+        chosen.append(s)
+        np.minimum(D, sq + sq[s] - 2 * (X @ X[s]), out=D)
+    return chosen
+
+
+def part_kcenter(n: int, k: int, repeats: int, plain_steps: int, **_) -> dict:
     X = clustered(n, seed=2)
     t, sel = timed(lambda: get_selector("kcenter").select(k, X=X), repeats)
-    return {"task": f"k-center {n}x384 -> {k}", "winnow_s": t, "radius": sel.trace["radius"]}
+    steps = min(plain_steps, k)
+    t_plain, plain = timed(lambda: plain_kcenter(X, int(sel.indices[0]), steps), 1)
+    est = t_plain / steps * k
+    return {"task": f"k-center {n}x384 -> {k}", "winnow_s": t,
+            "reference": f"plain, est. from {steps} steps", "reference_s": est,
+            "ratio": est / t, "plain_first_steps_s": t_plain,
+            "same_first_steps": plain == sel.indices[:steps].tolist(),
+            "radius": sel.trace["radius"]}
 
 
-def direct_novelselect(X, sigma, first, steps):
-    """The formula recomputed from scratch every step (all candidates x all selected)."""
-    Xn = normalize_rows(X)
-    chosen = [first]
-    for t in range(1, steps):
-        V = (1 - Xn @ Xn[chosen].T) * (sigma[:, None] + sigma[chosen][None, :])
+def direct_values(Xn, sigma, chosen, rows, chunk: int = 2000) -> np.ndarray:
+    """The formula for ``rows`` given ``chosen``: all values recomputed and sorted."""
+    t = len(chosen)
+    w = 1.0 / np.arange(1, t + 1)
+    out = np.empty(len(rows))
+    for a in range(0, len(rows), chunk):
+        r = rows[a:a + chunk]
+        V = (1 - Xn[r] @ Xn[chosen].T) * (sigma[r][:, None] + sigma[chosen][None, :])
         V.sort(axis=1)
-        value = (V / np.arange(1, t + 1)).mean(axis=1)
+        out[a:a + chunk] = V @ w / t
+    return out
+
+
+def direct_novelselect(Xn, sigma, first, steps) -> list[int]:
+    chosen = [first]
+    rows = np.arange(len(Xn))
+    for _ in range(1, steps):
+        value = direct_values(Xn, sigma, chosen, rows)
         value[chosen] = -np.inf
         chosen.append(int(np.argmax(value)))
     return chosen
 
 
-def bench_novelselect(n, k, direct_steps, repeats):
+def part_novel(n: int, k: int, repeats: int, direct_steps: int, **_) -> dict:
+    from winnow.selectors.novelsum import local_density
+
     X = clustered(n, seed=3)
     sigma = local_density(X)
+    Xn = normalize_rows(X)
     t, sel = timed(lambda: get_selector("novelselect").select(k, X=X, density=sigma), repeats)
     steps = min(direct_steps, k)
-    t_fast, fast = timed(lambda: get_selector("novelselect").select(steps, X=X, density=sigma),
-                         repeats)
-    t_direct, direct = timed(lambda: direct_novelselect(X, sigma, int(fast.indices[0]), steps),
-                             repeats)
+    t_first, first = timed(lambda: get_selector("novelselect").select(steps, X=X,
+                                                                     density=sigma), repeats)
+    t_direct, direct = timed(lambda: direct_novelselect(Xn, sigma, int(sel.indices[0]), steps),
+                             1)
+    start = time.perf_counter()
+    direct_values(Xn, sigma, sel.indices[:k - 1].tolist(), np.arange(n))
+    t_last = time.perf_counter() - start
+    est = t_last * k / 2
     return {"task": f"NovelSelect {n}x384 -> {k}", "winnow_s": t,
-            "first_steps": steps, "winnow_first_steps_s": t_fast,
-            "direct_first_steps_s": t_direct, "speedup_first_steps": t_direct / t_fast,
-            "same_selection": list(map(int, fast.indices)) == direct}
+            "reference": "direct formula, est.", "reference_s": est, "ratio": est / t,
+            "first_steps": steps, "winnow_first_steps_s": t_first,
+            "direct_first_steps_s": t_direct, "ratio_first_steps": t_direct / t_first,
+            "direct_step_at_k_s": t_last, "same_first_steps": first.indices.tolist() == direct,
+            "evaluations": sel.trace["evaluations"]}
+
+
+PARTS = {"fl": (part_fl, 20_000, 1_000), "sparse": (part_sparse, 1_000_000, 10_000),
+         "kcenter": (part_kcenter, 1_000_000, 10_000), "novel": (part_novel, 100_000, 5_000)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the full sizes")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--direct-steps", type=int, default=300)
-    ap.add_argument("--only", nargs="*", default=["fl", "sparse", "kcenter", "novel"])
+    ap.add_argument("--direct-steps", type=int, default=100)
+    ap.add_argument("--plain-steps", type=int, default=100)
+    ap.add_argument("--only", nargs="*", default=list(PARTS))
+    ap.add_argument("--part", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    s = args.scale
-    rows = []
-    if "fl" in args.only:
-        rows.append(bench_fl_vs_apricot(int(20_000 * s), int(1_000 * s), args.repeats))
-    if "kcenter" in args.only:
-        rows.append(bench_kcenter(int(1_000_000 * s), int(10_000 * s), args.repeats))
-    if "novel" in args.only:
-        rows.append(bench_novelselect(int(100_000 * s), int(5_000 * s), args.direct_steps,
-                                      args.repeats))
-    if "sparse" in args.only:  # last: its peak RSS is the process peak so far
-        rows.append(bench_sparse_fl(int(1_000_000 * s), int(10_000 * s), args.repeats))
+    if args.part:
+        fn, n, k = PARTS[args.part]
+        row = fn(int(n * args.scale), max(2, int(k * args.scale)), args.repeats,
+                 direct_steps=args.direct_steps, plain_steps=args.plain_steps)
+        row.setdefault("peak_rss_gib", peak_rss_gib())
+        print("RESULT " + json.dumps(row, default=float))
+        return
     cmd = "python " + " ".join(sys.argv)
-    print(f"\n`{cmd}`  (cpu cores: {psutil.cpu_count()})\n")
-    print("| task | winnow s | reference s | ratio | notes |\n|---|---|---|---|---|")
+    rows = []
+    for part in args.only:
+        proc = subprocess.run([sys.executable, __file__, "--part", part, *sys.argv[1:]],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"part {part} failed:\n{proc.stderr}")
+        rows.append(json.loads(proc.stdout.rsplit("RESULT ", 1)[1]))
+        print(f"done: {rows[-1]['task']}", file=sys.stderr)
+    print(f"\n`{cmd}`\n")
+    print("| task | winnow s | reference | reference s | ratio | peak RSS GiB | notes |\n"
+          "|---|---|---|---|---|---|---|")
+    skip = {"task", "winnow_s", "reference", "reference_s", "ratio", "peak_rss_gib"}
     for r in rows:
-        ref = r.get("apricot_s", r.get("direct_first_steps_s"))
-        ratio = r.get("speedup", r.get("speedup_first_steps"))
-        notes = {k: v for k, v in r.items() if k not in
-                 ("task", "winnow_s", "apricot_s", "direct_first_steps_s", "speedup",
-                  "speedup_first_steps")}
-        print(f"| {r['task']} | {r['winnow_s']:.2f} | "
-              f"{'' if ref is None else f'{ref:.2f}'} | "
-              f"{'' if ratio is None else f'{ratio:.1f}x'} | "
-              f"{json.dumps(notes, default=float)} |")
-    out = Path(__file__).parent / "out" / "diversity.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"command": cmd, "results": rows}, indent=2, default=float))
+        notes = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in r.items() if k not in skip)
+        ref_s, ratio = r.get("reference_s"), r.get("ratio")
+        print(f"| {r['task']} | {r['winnow_s']:.1f} | {r.get('reference', '')} | "
+              f"{'' if ref_s is None else f'{ref_s:.1f}'} | "
+              f"{'' if ratio is None else f'{ratio:.1f}x'} | {r['peak_rss_gib']:.2f} | "
+              f"{notes} |")
+    path = Path(__file__).parent / "out" / "diversity.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"command": cmd, "results": rows}, indent=2, default=float))
 
 
 if __name__ == "__main__":

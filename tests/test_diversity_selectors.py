@@ -110,6 +110,9 @@ def test_kcenter_stops_when_everything_is_covered(X):
 def test_novelselect_matches_direct_formula(X):
     sub = X[::7]
     sel = get_selector("novelselect", random_state=1, head=8).select(40, X=sub)
+    for head, bins in ((2, 1), (64, 4)):  # the bounds change the speed, never the result
+        other = get_selector("novelselect", random_state=1, head=head, bins=bins)
+        assert other.select(40, X=sub).indices.tolist() == sel.indices.tolist()
     sigma = local_density(sub)
     Xn = sub / np.linalg.norm(sub, axis=1, keepdims=True)
     chosen = [int(sel.indices[0])]
