@@ -64,6 +64,7 @@ class LessInfluence(Signal):
     proj_dim (8192), proj_seed (0), projection ("sparse"): the random projection.
     subtask : target column of subtasks ("auto"), or "none".
     template : prompt template (None: the tokenizer's chat template, else alpaca).
+    gradient_type : pool-side features, ``adam`` (LESS) or ``sgd``.
     """
 
     name = "less"
@@ -79,8 +80,8 @@ class LessInfluence(Signal):
                  data_seed: int = 0, checkpoints: list[str] | None = None,
                  checkpoint_weights: list[float] | None = None, proj_dim: int = 8192,
                  proj_seed: int = 0, projection: str = "sparse", subtask: str | None = "auto",
-                 template: str | None = None, method: str = "hooks", device: str = "auto",
-                 dtype: str = "fp32"):
+                 template: str | None = None, gradient_type: str = "adam",
+                 method: str = "hooks", device: str = "auto", dtype: str = "fp32"):
         if target is None:
             raise ValueError("the less signal needs a target set (--target FILE)")
         super().__init__(model=model, warmup_fraction=float(warmup_fraction),
@@ -93,7 +94,8 @@ class LessInfluence(Signal):
                          checkpoint_weights=checkpoint_weights, proj_dim=int(proj_dim),
                          proj_seed=int(proj_seed), projection=projection,
                          subtask=resolve_subtask(target, subtask), template=template,
-                         method=method, device=device, dtype=dtype)
+                         gradient_type=gradient_type, method=method, device=device,
+                         dtype=dtype)
         self.target = target
         self._target_columns: Columns = {}
 
@@ -120,6 +122,10 @@ class LessInfluence(Signal):
                            template=p["template"])
         return [str(c) for c in warm.checkpoints], warm.weights
 
+    def target_features(self, ckpt: str) -> Signal:
+        """The signal giving the target's features at ``ckpt`` (LESS: plain SGD gradients)."""
+        return self.features(ckpt, "sgd")
+
     def features(self, ckpt: str, gradient_type: str) -> GradientFeatures:
         p = self.params
         return GradientFeatures(model=p["model"], checkpoint=ckpt, gradient_type=gradient_type,
@@ -133,8 +139,9 @@ class LessInfluence(Signal):
         ckpts, weights = self.checkpoints(pool, store)
         pool_feats, target_feats = [], []
         for ckpt in ckpts:
-            pool_feats.append(self.features(ckpt, "adam")(pool, store, run_shards)["grad"])
-            target_feats.append(self.features(ckpt, "sgd")(self.target, store)["grad"])
+            pool_signal = self.features(ckpt, self.params["gradient_type"])
+            pool_feats.append(pool_signal(pool, store, run_shards)["grad"])
+            target_feats.append(self.target_features(ckpt)(self.target, store)["grad"])
         groups = (subtask_ids(self.target.extra[self.params["subtask"]], len(self.target))
                   if self.params["subtask"] else None)
         scores = influence(pool_feats, target_feats, weights, groups)

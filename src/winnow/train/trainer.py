@@ -192,7 +192,8 @@ def train(cfg: TrainConfig, *, pool: Pool | None = None, eval_pool: Pool | None 
         selector = get_dynamic_selector(cfg.component_name, **cfg.component_params)
         dyn = attach_dynamic_selection(trainer, selector, pool, schedule=schedule,
                                        shuffle=not cfg.disable_shuffling,
-                                       extras={**(extras or {}), "template": template,
+                                       extras={"eval_pool": eval_pool, **(extras or {}),
+                                               "template": template,
                                                "cutoff_len": cfg.cutoff_len})
     n_train, n_total = trainable_parameters(model)
     output = trainer.train(resume_from_checkpoint=resume)
