@@ -211,3 +211,20 @@ def test_killed_dynamic_run_resumes_to_the_same_selections(tmp_path, shared_data
         assert a["order"] == b["order"] and a["indices"] == b["indices"]
     assert json.loads((run_dir / "winnow_train.json").read_text())["resumed_from"].endswith(
         "checkpoint-3")
+
+
+def test_offline_recipe_as_dynamic_selector(tmp_path, shared_data):
+    cfg = yaml.safe_load(DATAFLEX_YAML.format(data=shared_data, out=tmp_path / "run"))
+    cfg.update(warmup_step=1, update_step=1, update_times=1, max_samples=8,
+               component_name="recipe",
+               component_params={"recipe": "perplexity",
+                                 "params": {"order": "desc", "max_length": 32}})
+    result = train(TrainConfig.from_dict(cfg))
+    assert result.global_step == 2
+    update = result.selections[1]
+    assert update["selector"] == "recipe" and update["trace"]["recipe"] == "perplexity"
+    assert len(update["indices"]) == 2
+    ppl = update["scores"]  # the recipe's ranking column under the step-1 model
+    assert ppl == sorted(ppl, reverse=True)
+    work = tmp_path / "run" / "dynamic" / "work"
+    assert not list(work.glob("model_step_*"))  # merged copies are removed

@@ -83,6 +83,10 @@ def evaluate_cmd(
         help="Or select the subset here with this method (recipe).")] = None,
     budget: Annotated[str, typer.Option(help="Budget for --method: count or fraction.")]
     = "5%",
+    params: Annotated[list[str] | None, typer.Option(
+        "--param", help="Recipe parameter for --method: key=value (repeatable).")] = None,
+    pool_sample: Annotated[int | None, typer.Option(
+        help="Use a random sample of this many pool examples (seed 0) as the pool.")] = None,
     config: Annotated[Path | None, typer.Option(
         help="Training YAML for every run (model, LoRA, lr, batch, cutoff_len ...).")] = None,
     sets: SetOpt = None,
@@ -116,11 +120,16 @@ def evaluate_cmd(
                                             "learning_rate": 2e-4, "logging_steps": 5,
                                             "report_to": "none", **_sets(sets)}))
         the_pool, the_target = load_pool(pool), load_pool(target)
+        if pool_sample and pool_sample < len(the_pool):
+            keep = np.sort(np.random.default_rng(0).choice(len(the_pool), pool_sample,
+                                                           replace=False))
+            the_pool = the_pool.subset(keep)
         if method:
             from winnow.recipes.runner import run_recipe
             from winnow.store import Store
 
-            result = run_recipe(method, the_pool, budget, store=Store(cache_dir))
+            result = run_recipe(method, the_pool, budget, params=_sets(params),
+                                store=Store(cache_dir))
             idx, name = result.selected, method
         else:
             chosen = load_pool(subset)
@@ -141,5 +150,7 @@ def evaluate_cmd(
     console.print(markdown_table(summary))
     console.print(f"table, figure and runs → {out} (evaluate.json, evaluate.md, evaluate.png)")
     (out / "command.json").write_text(json.dumps({
-        "pool": pool, "target": target, "subset": subset, "method": method, "budget": budget,
-        "steps": steps, "seeds": seeds, "config": str(config) if config else None}, indent=2))
+        "pool": pool, "pool_sample": pool_sample, "target": target, "subset": subset,
+        "method": method, "budget": budget, "params": _sets(params), "steps": steps,
+        "seeds": seeds, "config": str(config) if config else None, "sets": _sets(sets)},
+        indent=2))

@@ -1,0 +1,125 @@
+"""The training-dependent methods end to end at tiny scale: cherry, small2large,
+diverse-evol, mods (real SmolLM2 and MiniLM; a few LoRA steps each)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from winnow.data import load_pool
+from winnow.recipes.outputs import write_outputs
+from winnow.store import Store
+from winnow.train.pipelines import list_pipelines, load_pipeline, run_pipeline
+from winnow.train.pipelines.methods import learning_percentage
+
+TINY_TRAIN = {"max_steps": 2, "per_device_train_batch_size": 2, "cutoff_len": 64,
+              "lora_rank": 2, "lora_target": "q_proj,v_proj", "learning_rate": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def alpaca(shared_data):
+    return load_pool(shared_data / "alpaca_en_demo.json")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return Store(tmp_path_factory.mktemp("pipeline-cache"))
+
+
+def test_pipeline_recipes_load_and_check_params():
+    names = {r.name for r in list_pipelines()}
+    assert {"cherry", "small2large", "diverse-evol", "mods"} <= names
+    cherry = load_pipeline("cherry")
+    params = cherry.with_params({"train.max_steps": 3, "pre_budget": 5})
+    assert params["train"]["max_steps"] == 3 and params["pre_budget"] == 5
+    with pytest.raises(ValueError, match="unknown parameters"):
+        cherry.with_params({"pre_budegt": 5})
+    assert load_pipeline("ifd") is None  # an ordinary recipe
+
+
+def test_learning_percentage():
+    ppl = np.array([[10.0, 10.0], [6.0, 9.0], [4.0, 5.0]])  # P0, P1, P2 for two examples
+    np.testing.assert_allclose(learning_percentage(ppl, "exact"), [4 / 6, 1 / 5])
+    np.testing.assert_allclose(learning_percentage(ppl, "approx"), [0.4, 0.1])
+
+
+def _check(result, n, budget):
+    assert len(result.selected) == budget == len(set(result.selected.tolist()))
+    assert result.selected.min() >= 0 and result.selected.max() < n
+    assert sum(f == "selected" for f in result.fate) == budget
+
+
+def test_cherry_end_to_end(alpaca, store, tmp_path):
+    pool = alpaca.subset(range(24))
+    result = run_pipeline("cherry", pool, 4, store=store, params={
+        "n_clusters": 3, "pre_budget": 6, "max_length": 128, "train": TINY_TRAIN})
+    steps = result.stages[0]["trace"]["steps"]
+    assert steps[0]["out"] == 6 and steps[1]["steps"] == 2
+    ifd, cut = result.columns["ifd"], result.columns["truncated"].astype(bool)
+    eligible = (ifd < 1) & ~cut  # IFD >= 1 and over-length examples are dropped first
+    _check(result, 24, min(4, int(eligible.sum())))
+    assert eligible.sum() >= 2
+    rest = eligible & ~np.isin(np.arange(24), result.selected)
+    assert eligible[result.selected].all()
+    assert ifd[result.selected].min() >= ifd[rest].max()  # the highest IFD below 1
+    write_outputs(result, data="alpaca", out=str(tmp_path / "cherry.json"),
+                  scores=str(tmp_path / "scores.jsonl"), manifest_path=str(tmp_path / "m.json"))
+    assert len(load_pool(tmp_path / "cherry.json")) == len(result.selected)
+
+
+def test_small2large_end_to_end(alpaca, store):
+    pool = alpaca.subset(range(8))
+    result = run_pipeline("small2large", pool, 3, store=store, params={
+        "epochs": 2, "n_clusters": 2, "max_length": 64,
+        "train": {**TINY_TRAIN, "max_steps": -1, "per_device_train_batch_size": 4}})
+    _check(result, 8, 3)
+    cols = result.columns
+    assert {"ppl_0", "ppl_1", "ppl_2", "lp_exact", "lp_approx"} <= set(cols)
+    assert not np.allclose(cols["ppl_0"], cols["ppl_2"])  # training changed perplexities
+    np.testing.assert_allclose(cols["lp"], cols["lp_exact"])
+
+
+def test_diverse_evol_end_to_end(alpaca, store):
+    pool = alpaca.subset(range(12))
+    result = run_pipeline("diverse-evol", pool, 6, store=store, params={
+        "init_size": 2, "step_size": 2, "max_length": 64, "train": TINY_TRAIN})
+    _check(result, 12, 6)
+    steps = result.stages[0]["trace"]["steps"]
+    assert [s.get("added") for s in steps[1:]] == [2, 2]
+    assert sorted(result.columns["round_added"][result.selected].tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+def test_mods_end_to_end_with_a_score_column(alpaca, store):
+    pool = alpaca.subset(range(12))
+    pool.extra["score"] = [float(len(r["output"])) for r in pool.records]
+    threshold = float(np.median(pool.extra["score"]))
+    result = run_pipeline("mods", pool, 4, store=store, params={
+        "score_column": "score", "quality_threshold": threshold, "seed_size": 2,
+        "necessity_threshold": 0.99, "max_new_tokens": 8, "train": TINY_TRAIN})
+    _check(result, 12, 4)
+    good = np.asarray(pool.extra["score"]) >= threshold
+    assert good[result.selected].all()
+    steps = result.stages[0]["trace"]["steps"]
+    assert steps[1]["out"] == 2 and steps[3]["in"] == int(good.sum()) - 2
+    assert np.isfinite(result.columns["necessity"][good]).sum() == int(good.sum()) - 2
+
+
+def test_mods_reward_model_scorer(alpaca, store, tmp_path):
+    """The reward-model path, with a tiny randomly initialised sequence classifier (no
+    reward model ships offline): scores drive both the filter and the necessity step."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from winnow.models.causal_lm import load_causal_lm
+
+    tok = load_causal_lm("default").tokenizer
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                         num_labels=1, pad_token_id=tok.pad_token_id)
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
+    tok.save_pretrained(tmp_path / "rm")
+    pool = alpaca.subset(range(10))
+    result = run_pipeline("mods", pool, 4, store=store, params={
+        "reward_model": str(tmp_path / "rm"), "quality_threshold": -1e9, "seed_size": 2,
+        "necessity_threshold": 1e9, "max_new_tokens": 4, "train": TINY_TRAIN})
+    _check(result, 10, 4)
+    assert np.isfinite(result.columns["quality"]).all()
