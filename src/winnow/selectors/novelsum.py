@@ -159,13 +159,11 @@ class _Values:
         if len(rows):
             B = self.buf[rows]
             entering[rows] = B[:, -1]
-            ur = u[rows].astype(np.float32)[:, None]
-            cols = np.arange(self.K)
-            pos = (B < ur).sum(1, keepdims=True)
-            shifted = np.concatenate([B[:, :1], B[:, :-1]], 1)
-            self.buf[rows] = np.where(cols < pos, B, np.where(cols == pos, ur, shifted))
-            head = self.buf[rows].astype(np.float64)
-            head = np.where(np.isfinite(head), head, 0)
+            B[:, -1] = u[rows]  # the largest of the head leaves it
+            B.sort(axis=1)
+            self.buf[rows] = B
+            head = B.astype(np.float64)
+            head[~np.isfinite(head)] = 0
             self.head_w[rows] = head @ self.w_head
             self.head_sum[rows] = head.sum(1)
         ok = np.flatnonzero(np.isfinite(entering))
