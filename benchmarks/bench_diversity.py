@@ -19,7 +19,7 @@ novel    NovelSelect 100k -> 5k; the direct formula (all values recomputed and s
          t = 5k from which its full run is estimated (k/2 steps of that cost; an
          underestimate since a step grows as t·log t).
 Times are medians of ``--repeats`` runs. Prints a markdown table; JSON to
-benchmarks/out/diversity.json.
+benchmarks/out/diversity.json (diversity_<parts>.json with --only).
 """
 
 from __future__ import annotations
@@ -213,7 +213,8 @@ def main() -> None:
               f"{'' if ref_s is None else f'{ref_s:.1f}'} | "
               f"{'' if ratio is None else f'{ratio:.1f}x'} | {r['peak_rss_gib']:.2f} | "
               f"{notes} |")
-    path = Path(__file__).parent / "out" / "diversity.json"
+    name = "diversity" + ("" if args.only == list(PARTS) else "_" + "_".join(args.only))
+    path = Path(__file__).parent / "out" / f"{name}.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps({"command": cmd, "results": rows}, indent=2, default=float))
 
