@@ -289,8 +289,12 @@ def diversity_cmd(
 
 def _register_commands() -> None:
     from winnow.cli_explain import explain_cmd
+    from winnow.cli_train import evaluate_cmd, export_cmd, train_cmd
 
     app.command("explain")(explain_cmd)
+    app.command("train")(train_cmd)
+    app.command("export")(export_cmd)
+    app.command("evaluate")(evaluate_cmd)
 
 
 _register_commands()
