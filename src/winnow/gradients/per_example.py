@@ -11,10 +11,11 @@ Two ways, same result:
 ``loop``: one forward/backward per example (the way the LESS code works); the reference,
     and the fallback when a trainable parameter is not a Linear weight or bias.
 
-Measured on the SmolLM2-135M LoRA (``benchmarks/bench_gradients.py``), ``hooks`` is the faster
-of the two on CPU; ``torch.func.vmap`` over ``grad`` was slower than both there and is not
-offered. The loss of an example is the mean token NLL over its labelled (response) tokens,
-with logits computed only at those positions.
+``benchmarks/bench_gradients.py`` times both (and the LESS-style pipeline) side by side; on
+the SmolLM2-135M LoRA on CPU ``hooks`` was 1.3x faster than ``loop`` on batches of 8 (the
+forward/backward through the frozen model dominates either way). The loss of an example is
+the mean token NLL over its labelled (response) tokens, with logits computed only at those
+positions.
 """
 
 from __future__ import annotations
