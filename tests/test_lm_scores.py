@@ -34,8 +34,8 @@ CHERRY_NO_INPUT = ("Below is an instruction that describes a task. Write a respo
 SUPERFILTER_INPUT = "{instruction}\n{input}\n"
 SUPERFILTER_NO_INPUT = "{instruction}\n"
 
-N_REF = 20  # examples checked against the per-example reference
-N_RANK = 40  # examples for the bf16/fp32 rank agreement
+N_REF = 10  # examples checked against the per-example reference
+N_RANK = 32  # examples for the bf16/fp32 rank agreement
 
 
 @pytest.fixture(scope="session")
@@ -135,9 +135,9 @@ def test_fp32_batched_matches_cherry_reference(lm32, records, cherry32):
 
 
 def test_fp32_superfilter_matches_reference(lm32, alpaca, records):
-    got = score_conversations(lm32, alpaca.conversations[:N_REF], template="plain",
+    got = score_conversations(lm32, alpaca.conversations[:6], template="plain",
                               max_length=1024, ifd="superfilter")
-    for i, rec in enumerate(records[:N_REF]):
+    for i, rec in enumerate(records[:6]):
         ref = superfilter_reference(lm32, rec, 1024)
         for c in ("loss", "loss_alone", "ifd"):
             assert _close(float(got[c][i]), ref[c]), (i, c, got[c][i], ref[c])
@@ -204,7 +204,7 @@ def test_multi_turn_masks_cover_every_assistant_turn(lm32, template):
 def test_truncation_rule(lm32, alpaca, records):
     """Short max_length: the conditioned text is cut, the unconditioned one per Cherry's rule."""
     lengths = np.array([-1 if r["input"] else len(r["output"]) for r in records])
-    idx = [int(i) for i in np.argsort(-lengths)[:6]]
+    idx = [int(i) for i in np.argsort(-lengths)[:4]]
     ml = 96
     got = score_conversations(lm32, [alpaca.conversations[i] for i in idx], template="alpaca",
                               max_length=ml, ifd="cherry")
@@ -234,7 +234,7 @@ def test_instruction_ppl_is_cherry_pre_mode(lm32, alpaca, records):
 
 
 def test_signal_cache_hit_and_misses(tmp_path, alpaca, monkeypatch):
-    pool = alpaca.subset(range(6))
+    pool = alpaca.subset(range(3))
     store = Store(tmp_path / "cache")
     calls = []
     real = lm_scores_module.score_conversations
@@ -244,7 +244,7 @@ def test_signal_cache_hit_and_misses(tmp_path, alpaca, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(lm_scores_module, "score_conversations", counting)
-    params = {"model": "default", "max_length": 128, "dtype": "fp32", "progress": False}
+    params = {"model": "default", "max_length": 64, "dtype": "fp32", "progress": False}
     first = get_signal("lm_scores", **params)(pool, store)
     assert len(calls) == 1 and set(first) >= set(lm_scores_module.LM_COLUMNS)
 
@@ -262,7 +262,7 @@ def test_signal_cache_hit_and_misses(tmp_path, alpaca, monkeypatch):
 
     for f in default_model_dir().iterdir():
         (linked / f.name).symlink_to(f)
-    changes = [{"model": str(linked)}, {"template": "plain"}, {"max_length": 96}]
+    changes = [{"model": str(linked)}, {"template": "plain"}, {"max_length": 48}]
     keys = {get_signal("lm_scores", **params).key(pool)}
     for k, change in enumerate(changes, start=2):
         sig = get_signal("lm_scores", **{**params, **change})
@@ -271,7 +271,7 @@ def test_signal_cache_hit_and_misses(tmp_path, alpaca, monkeypatch):
         assert len(calls) == k, change
     assert len(keys) == 4
     # and a different pool is a miss too
-    get_signal("lm_scores", **params)(alpaca.subset(range(1, 7)), store)
+    get_signal("lm_scores", **params)(alpaca.subset(range(1, 4)), store)
     assert len(calls) == 5
 
 
