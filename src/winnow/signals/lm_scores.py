@@ -290,7 +290,9 @@ class InstructionPPL(_LMSignal):
     version = "1"
     columns = INSTRUCTION_COLUMNS
 
-    def __init__(self, embedding: bool = False, **params: Any):
+    def __init__(self, embedding: bool | str = False, **params: Any):
+        if isinstance(embedding, str):
+            embedding = embedding.strip().lower() in ("1", "true", "yes", "on")
         super().__init__(embedding=bool(embedding), **params)
 
     def compute(self, pool: Pool, start: int, stop: int) -> Columns:
