@@ -85,9 +85,10 @@ def _load(data: str, format: str | None, dataset: str | None, on_error: str,
 def methods_cmd() -> None:
     """List every built-in method (recipe) with its paper."""
     from winnow.recipes.recipe import list_recipes
+    from winnow.train.pipelines import list_pipelines
 
     table = Table("method", "what it does", "paper", box=None, show_lines=False)
-    for r in list_recipes():
+    for r in sorted([*list_recipes(), *list_pipelines()], key=lambda r: r.name):
         table.add_row(r.name, r.summary, r.paper)
     out.print(table)
 
@@ -140,6 +141,7 @@ def select_cmd(
     from winnow.recipes.recipe import load_recipe
     from winnow.recipes.runner import run_recipe
     from winnow.store import Store
+    from winnow.train.pipelines import PipelineRecipe, load_pipeline, run_pipeline
 
     cfg = _config(config)
     method = method or cfg.get("method") or DEFAULT_METHOD
@@ -152,7 +154,7 @@ def select_cmd(
         fail("--budget is required (a count like 1000 or a fraction like 5%)")
     started = time.perf_counter()
     try:
-        recipe = load_recipe(method)
+        recipe = load_pipeline(method) or load_recipe(method)
         params = dict(cfg.get("params") or {})
         params.update(parse_sets(set_ or []))
         if model or cfg.get("model"):
@@ -164,10 +166,14 @@ def select_cmd(
                      columns or cfg.get("columns"))
         target_path = target or cfg.get("target")
         target_pool = _load(target_path, None, None, "raise") if target_path else None
-        result = run_recipe(recipe, pool, budget, params=params,
-                            store=Store(cache_dir) if cache_dir else None,
-                            seed=seed if seed is not None else cfg.get("seed", 0),
-                            target=target_pool, run_shards=_executor(executor, workers))
+        common = {"params": params, "store": Store(cache_dir) if cache_dir else None,
+                  "seed": seed if seed is not None else cfg.get("seed", 0),
+                  "target": target_pool}
+        if isinstance(recipe, PipelineRecipe):
+            result = run_pipeline(recipe, pool, budget, **common)
+        else:
+            result = run_recipe(recipe, pool, budget, **common,
+                                run_shards=_executor(executor, workers))
         stem = str(Path(out_path).with_suffix("")) if out_path else None
         manifest = manifest or cfg.get("manifest") or (stem and stem + ".manifest.json")
         scores = scores or cfg.get("scores") or (stem and stem + ".scores.jsonl")
