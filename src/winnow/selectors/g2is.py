@@ -90,8 +90,11 @@ class G2IS(Selector):
         from sklearn.decomposition import PCA
 
         T = np.asarray(T, dtype=np.float64)
-        if len(T) < 2:
-            return _unit(T), np.ones(len(T))
+        T = T[np.linalg.norm(T, axis=1) > 0]  # examples without a gradient carry no direction
+        if len(T) == 0:
+            raise ValueError("g2is: every target feature is zero (responses truncated away?)")
+        if len(T) < 2 or np.allclose(T.var(0).sum(), 0):
+            return _unit(T.mean(0, keepdims=True)), np.ones(1)
         pca = PCA(n_components=self.val_k, svd_solver="full",
                   random_state=self.random_state).fit(T)
         w = pca.explained_variance_ratio_
