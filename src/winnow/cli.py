@@ -12,11 +12,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from winnow.cli_common import console, fail, parse_sets
 from winnow.data.errors import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Select instruction-tuning data for LLMs.")
-console = Console(stderr=True)
 out = Console()
 
 DEFAULT_METHOD = "quality"
@@ -34,22 +34,6 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Signal cache
                                                "(default $WINNOW_CACHE_DIR or ~/.cache/winnow).")]
 ExecutorOpt = Annotated[str, typer.Option(help="Where signal shards run: local | ray.")]
 WorkersOpt = Annotated[int, typer.Option(help="Ray workers (one model copy each).")]
-
-
-def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def parse_sets(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs; values parsed as YAML scalars (numbers, booleans, null)."""
-    params = {}
-    for pair in pairs:
-        if "=" not in pair:
-            fail(f"--set {pair!r}: expected key=value")
-        key, value = pair.split("=", 1)
-        params[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return params
 
 
 def _executor(name: str, workers: int):
@@ -156,7 +140,7 @@ def select_cmd(
     try:
         recipe = load_pipeline(method) or load_recipe(method)
         params = dict(cfg.get("params") or {})
-        params.update(parse_sets(set_ or []))
+        params.update(parse_sets(set_))
         if model or cfg.get("model"):
             if "model" not in recipe.params:
                 fail(f"method {recipe.name} takes no --model")

@@ -5,33 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 
+from winnow.cli_common import fail, parse_sets
 from winnow.data.errors import DataError
 
 console = Console()
 
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a config key: key=value (repeatable; YAML values).")]
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
-
-
-def _sets(pairs: list[str] | None) -> dict[str, Any]:
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            _fail(f"--set {pair!r}: expected key=value")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return out
 
 
 def train_cmd(
@@ -43,10 +28,10 @@ def train_cmd(
     from winnow.train import TrainConfig, train
 
     try:
-        cfg = TrainConfig.from_yaml(config, _sets(sets))
+        cfg = TrainConfig.from_yaml(config, parse_sets(sets))
         result = train(cfg)
     except (DataError, ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
-        _fail(str(e))
+        fail(str(e))
     console.print(f"trained {result.global_step} steps, train loss {result.train_loss:.4f}, "
                   f"{result.seconds:.0f}s → {result.output_dir}")
     for record in result.selections:
@@ -68,7 +53,7 @@ def export_cmd(
     try:
         path = export_merged(adapter, out, base=base, dtype=dtype)
     except (FileNotFoundError, ValueError, KeyError) as e:
-        _fail(str(e))
+        fail(str(e))
     console.print(f"merged model → {path}")
 
 
@@ -111,14 +96,14 @@ def evaluate_cmd(
     from winnow.train import TrainConfig
 
     if (subset is None) == (method is None):
-        _fail("give either --subset FILE or --method NAME")
+        fail("give either --subset FILE or --method NAME")
     try:
-        base = (TrainConfig.from_yaml(config, _sets(sets)) if config
+        base = (TrainConfig.from_yaml(config, parse_sets(sets)) if config
                 else TrainConfig.from_dict({"model_name_or_path": "default", "lora_rank": 8,
                                             "cutoff_len": 256,
                                             "per_device_train_batch_size": 4,
                                             "learning_rate": 2e-4, "logging_steps": 5,
-                                            "report_to": "none", **_sets(sets)}))
+                                            "report_to": "none", **parse_sets(sets)}))
         the_pool, the_target = load_pool(pool), load_pool(target)
         if pool_sample and pool_sample < len(the_pool):
             keep = np.sort(np.random.default_rng(0).choice(len(the_pool), pool_sample,
@@ -128,7 +113,7 @@ def evaluate_cmd(
             from winnow.recipes.runner import run_recipe
             from winnow.store import Store
 
-            result = run_recipe(method, the_pool, budget, params=_sets(params),
+            result = run_recipe(method, the_pool, budget, params=parse_sets(params, "--param"),
                                 store=Store(cache_dir))
             idx, name = result.selected, method
         else:
@@ -136,7 +121,7 @@ def evaluate_cmd(
             position = {pid: k for k, pid in enumerate(the_pool.ids)}
             missing = [i for i in chosen.ids if i not in position]
             if missing:
-                _fail(f"{subset}: {len(missing)} records are not in {pool} (e.g. id "
+                fail(f"{subset}: {len(missing)} records are not in {pool} (e.g. id "
                       f"{missing[0]!r})")
             idx, name = np.array([position[i] for i in chosen.ids]), "subset"
         judge = Judge(judge_url, model=judge_model) if judge_url else None
@@ -146,11 +131,11 @@ def evaluate_cmd(
                                 judge_prompts=judge_prompts)
         summary = evaluate_subset(the_pool, idx, the_target, base, out, settings, name=name)
     except (DataError, ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
-        _fail(str(e))
+        fail(str(e))
     console.print(markdown_table(summary))
     console.print(f"table, figure and runs → {out} (evaluate.json, evaluate.md, evaluate.png)")
     (out / "command.json").write_text(json.dumps({
         "pool": pool, "pool_sample": pool_sample, "target": target, "subset": subset,
-        "method": method, "budget": budget, "params": _sets(params), "steps": steps,
-        "seeds": seeds, "config": str(config) if config else None, "sets": _sets(sets)},
+        "method": method, "budget": budget, "params": parse_sets(params, "--param"), "steps": steps,
+        "seeds": seeds, "config": str(config) if config else None, "sets": parse_sets(sets)},
         indent=2))
