@@ -1,0 +1,59 @@
+"""The less and cluster-ucb dynamic selectors on the live model and optimizer (SmolLM2 LoRA,
+tokenized as winnow trains), called the way the dynamic-selection callback calls them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from winnow.data import load_pool
+from winnow.gradients.dynamic import optimizer_moments
+from winnow.train.dynamic.base import SelectionState, get_dynamic_selector
+from winnow.train.dynamic.log import SelectionLog
+from winnow.train.dynamic.schedule import Phase
+from winnow.train.lora import build_lora_model
+from winnow.train.sft_data import SFTCollator, SFTDataset
+
+
+@pytest.fixture(scope="module")
+def setup(shared_data, tmp_path_factory):
+    pool = load_pool(shared_data / "mixed_pool.jsonl").subset([1, 5, 2200, 2500, 2800, 2300,
+                                                              3200, 3210])
+    target = load_pool(shared_data / "targets" / "mmlu_heldout_subjects.jsonl").subset([0, 7])
+    model, tok, _ = build_lora_model("default", lora_rank=2, lora_alpha=8, lora_dropout=0.1,
+                                     lora_target="q_proj,v_proj", device="cpu")
+    data = SFTDataset.from_pool(pool, tok, "chat", 192)
+    collator = SFTCollator(tok.pad_token_id)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model(**collator([data[0], data[1]])).loss.backward()
+    opt.step()
+    opt.zero_grad()
+    work = tmp_path_factory.mktemp("dyn")
+    state = SelectionState(phase=Phase(2, 1, "update", 0, 1), update_times=1, seed=0,
+                           log=SelectionLog(work), work_dir=work, dataset=data,
+                           collator=collator, device=torch.device("cpu"),
+                           extras={"eval_pool": target, "template": "chat", "cutoff_len": 192})
+    return pool, model, tok, opt, state
+
+
+def test_optimizer_moments_follow_parameter_order(setup):
+    _, model, _, opt, _ = setup
+    m, v = optimizer_moments(model, opt)
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert m.numel() == sum(p.numel() for p in params) and torch.all(v >= 0)
+    assert optimizer_moments(model, torch.optim.AdamW(params)) is None  # no step yet
+
+
+def test_less_and_cluster_ucb_dynamic(setup):
+    pool, model, tok, opt, state = setup
+    model.train()
+    less = get_dynamic_selector("less", proj_dim=64).select(model, tok, pool, 2, 3, opt, state)
+    assert model.training  # restored
+    assert len(less.indices) == 3 and np.all(np.diff(less.scores) <= 0)
+    ucb = get_dynamic_selector("cluster-ucb", proj_dim=64, n_clusters=2,
+                               budget_fraction=0.5).select(model, tok, pool, 2, 3, opt, state)
+    assert ucb.trace["scored"] == 4 and len(ucb.indices) == 3
+    with pytest.raises(ValueError, match="target"):
+        bare = SelectionState(**{**state.__dict__, "extras": {}})
+        get_dynamic_selector("less").select(model, tok, pool, 2, 3, opt, bare)
