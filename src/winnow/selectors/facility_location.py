@@ -11,8 +11,6 @@ point is then covered only by selections among its neighbours.
 
 from __future__ import annotations
 
-import heapq
-
 import numpy as np
 
 from winnow.selectors._knn import knn, normalize_rows
@@ -32,34 +30,57 @@ def similarity_from(values: np.ndarray, metric: str, gamma: float) -> np.ndarray
 
 
 def dense_similarity(X: np.ndarray, metric: str = "cosine", gamma: float | None = None,
-                     block: int = 4096) -> np.ndarray:
-    """(n, n) float32 similarity matrix of the rows of ``X`` (see :func:`similarity_from`)."""
+                     block: int = 2048) -> np.ndarray:
+    """(n, n) float32 similarity matrix of the rows of ``X`` (see :func:`similarity_from`).
+
+    Built by blocks of rows on and above the diagonal, each mirrored below it: half the
+    products of ``X @ X.T``.
+    """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
     X = normalize_rows(X) if metric == "cosine" else np.asarray(X, dtype=np.float32)
     gamma = 1.0 / X.shape[1] if gamma is None else gamma
     sq = (X.astype(np.float64) ** 2).sum(1).astype(np.float32)
-    S = np.empty((len(X), len(X)), dtype=np.float32)
-    for a in range(0, len(X), block):
-        G = X[a:a + block] @ X.T
+    n = len(X)
+    S = np.empty((n, n), dtype=np.float32)
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        G = X[a:b] @ X[a:].T
         if metric != "cosine":
-            G = sq[a:a + block, None] + sq[None, :] - 2 * G
-        S[a:a + block] = similarity_from(G, metric, gamma)
+            G = sq[a:b, None] + sq[None, a:] - 2 * G
+        G = similarity_from(G, metric, gamma)
+        S[a:b, a:] = G
+        S[b:, a:b] = G[:, b - a:].T
     return S
 
 
 class DenseCoverage:
-    """Coverage term over a dense similarity matrix S (n, n); S[c, v] = sim(c, v)."""
+    """Coverage term over a dense similarity matrix S (n, n); S[c, v] = sim(c, v).
+
+    Negative similarities never cover anything (coverage starts at 0), so S is clipped
+    at 0 in place. :meth:`gains` sums rows in float32 (relative error below
+    ``tolerance``, all terms being ≥ 0); :meth:`exact_gains` in float64.
+    """
 
     def __init__(self, S: np.ndarray):
-        self.S = S
+        self.S = np.maximum(S, 0, out=S)
         self.n = len(S)
+        # numpy's pairwise float32 sums of n terms ≥ 0: relative error < (24 + log2 n)·eps
+        self.tolerance = (24 + np.log2(max(self.n, 2))) * float(np.finfo(np.float32).eps)
 
     def initial_gains(self) -> np.ndarray:
-        return np.maximum(self.S, 0).sum(1, dtype=np.float64)
+        return self.S.sum(1)
 
-    def gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
-        return np.maximum(self.S[cand] - cur, 0).sum(1, dtype=np.float64)
+    def gains(self, cand: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gains (len(cand),) float64 and whether each is exact (here none)."""
+        rows = self.S[cand]
+        np.subtract(rows, cur, out=rows)
+        np.maximum(rows, 0, out=rows)
+        return rows.sum(1).astype(np.float64), np.zeros(len(cand), dtype=bool)
+
+    def exact_gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        rows = self.S[cand].astype(np.float64) - cur
+        return np.maximum(rows, 0, out=rows).sum(1)
 
     def cover(self, c: int, cur: np.ndarray) -> None:
         np.maximum(cur, self.S[c], out=cur)
@@ -74,17 +95,18 @@ class SparseCoverage:
         cand = neighbors.ravel()
         covered = np.repeat(np.arange(n_q, dtype=np.int32), k)
         sims = sims.ravel().astype(np.float32)
-        ok = cand >= 0
+        ok = (cand >= 0) & (sims > 0)
         cand, covered, sims = cand[ok], covered[ok], sims[ok]
         order = np.argsort(cand, kind="stable")
         self.covered = covered[order]
         self.sims = sims[order]
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(cand, minlength=n))])
         self.n = n
+        self.tolerance = 0.0
 
     def initial_gains(self) -> np.ndarray:
         rows = np.repeat(np.arange(self.n), np.diff(self.indptr))
-        return np.bincount(rows, np.maximum(self.sims, 0), minlength=self.n)
+        return np.bincount(rows, self.sims, minlength=self.n)
 
     def _rows(self, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         starts = self.indptr[cand]
@@ -94,10 +116,15 @@ class SparseCoverage:
         pos = np.arange(lens.sum()) - np.repeat(offsets - starts, lens)
         return seg, pos
 
-    def gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    def exact_gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        """Gains (len(cand),) float64."""
         seg, pos = self._rows(cand)
         vals = np.maximum(self.sims[pos] - cur[self.covered[pos]], 0)
         return np.bincount(seg, vals, minlength=len(cand))
+
+    def gains(self, cand: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gains (len(cand),) float64, all exact."""
+        return self.exact_gains(cand, cur), np.ones(len(cand), dtype=bool)
 
     def cover(self, c: int, cur: np.ndarray) -> None:
         a, b = self.indptr[c], self.indptr[c + 1]
@@ -105,42 +132,65 @@ class SparseCoverage:
         cur[v] = np.maximum(cur[v], self.sims[a:b])
 
 
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest entries of ``values`` (any order)."""
+    if k >= len(values):
+        return np.arange(len(values))
+    return np.argpartition(values, len(values) - k)[len(values) - k:]
+
+
 def lazy_greedy(coverage, budget: int, *, diversity_weight: float = 1.0,
-                modular: np.ndarray | None = None, batch: int = 16
+                modular: np.ndarray | None = None, batch: int = 16, pool: int = 2048
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Greedy maximisation of w·coverage(S) + Σ_{s∈S} modular(s) with lazy evaluation.
 
-    Stale gains are kept in a heap; the ``batch`` best are re-evaluated together and the
-    best one is taken once its fresh gain is at least every other stale bound (ties go to
-    the lower index). Returns (indices (m,), gains (m,), coverage values cur (n,),
-    number of gain evaluations).
+    ``bounds`` (n,) holds upper bounds of the gains (stale gains, by submodularity). Each
+    round works on the ``pool`` largest bounds: while the best of them is stale, the
+    ``batch`` largest stale ones are evaluated together by ``coverage.gains`` (widened by
+    its ``tolerance``); once the best is fresh its gain is recomputed exactly, and it is
+    taken when that exact gain is still the largest bound, in and outside the pool. On
+    equal gains the lower index wins, as in plain greedy. Returns (indices (m,),
+    gains (m,), coverage values cur (n,), number of gain evaluations).
     """
     n = coverage.n
     mod = np.zeros(n) if modular is None else np.asarray(modular, dtype=np.float64)
     cur = np.zeros(n, dtype=np.float32)
-    bounds = diversity_weight * coverage.initial_gains() + mod
-    heap = list(zip((-bounds).tolist(), range(n)))
-    heapq.heapify(heap)
-    chosen, gains, evals, size = [], [], 0, batch
-    while len(chosen) < min(budget, n):
-        popped = [heapq.heappop(heap) for _ in range(min(size, len(heap)))]
-        cand = np.array([i for _, i in popped], dtype=np.int64)
-        fresh = diversity_weight * coverage.gains(cand, cur) + mod[cand]
-        evals += len(cand)
-        best = int(np.lexsort((cand, -fresh))[0])
-        bound = -heap[0][0] if heap else -np.inf
-        if fresh[best] >= bound:
-            c = int(cand[best])
-            chosen.append(c)
-            gains.append(float(fresh[best]))
-            coverage.cover(c, cur)
-            keep = np.arange(len(cand)) != best
-            size = max(batch, size // 2)
-        else:
-            keep = np.ones(len(cand), dtype=bool)
-            size *= 2
-        for g, i in zip((-fresh[keep]).tolist(), cand[keep].tolist()):
-            heapq.heappush(heap, (g, i))
+    widen = diversity_weight * (1 + 2 * coverage.tolerance)
+    bounds = widen * coverage.initial_gains().astype(np.float64) + mod
+    fresh = np.full(n, -1, dtype=np.int64)          # step at which bounds[c] was evaluated
+    exact = np.full(n, -1, dtype=np.int64)          # ... and made exact
+    chosen, gains, evals = [], [], 0
+    members, outside = np.empty(0, dtype=np.int64), np.inf
+    for step in range(min(budget, n)):
+        while True:
+            if not len(members) or bounds[members].max() <= outside:
+                top = _top(bounds, min(pool, n))
+                members = np.sort(top)
+                rest = np.delete(bounds, top)
+                outside = rest.max() if len(rest) else -np.inf
+                if bounds[members].max() <= outside:   # ties across the pool edge
+                    members, outside = np.arange(n), -np.inf
+            i = int(members[np.argmax(bounds[members])])   # first = lowest index on ties
+            if exact[i] == step:
+                break
+            if fresh[i] == step:
+                bounds[i] = diversity_weight * coverage.exact_gains(np.array([i]), cur)[0] \
+                    + mod[i]
+                exact[i] = step
+                continue
+            stale = members[fresh[members] != step]
+            cand = stale[_top(bounds[stale], batch)]
+            values, is_exact = coverage.gains(cand, cur)
+            bounds[cand] = np.where(is_exact, diversity_weight, widen) * values + mod[cand]
+            fresh[cand] = step
+            exact[cand[is_exact]] = step
+            evals += len(cand)
+        chosen.append(i)
+        gains.append(float(bounds[i]))
+        coverage.cover(i, cur)
+        bounds[i] = -np.inf
+        if len(members) == n:
+            members = members[:0]
     return np.array(chosen, dtype=np.int64), np.array(gains), cur, evals
 
 
