@@ -44,7 +44,9 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write ``path`` through ``write(file)`` to a temporary file, then rename it in place:
+    readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -113,7 +115,7 @@ class Store:
             return cached
         base = self.path(name, key)
         if meta is not None and not (base / "meta.json").exists():
-            _atomic_write(base / "meta.json",
+            atomic_write(base / "meta.json",
                           lambda f: f.write(json.dumps(meta, indent=2, default=str)), "w")
         done = self.finished_shards(name, key)
         todo = [b for b in shard_bounds(n, shard_size) if b not in done]
@@ -125,7 +127,7 @@ class Store:
                 if len(arr) != stop - start:
                     raise ValueError(f"signal {name}: column {col!r} has {len(arr)} rows "
                                      f"for shard {start}-{stop}")
-            _atomic_write(base / "shards" / f"{start:09d}-{stop:09d}.npz",
+            atomic_write(base / "shards" / f"{start:09d}-{stop:09d}.npz",
                           lambda f: np.savez(f, **{k: np.asarray(v) for k, v in cols.items()}))
 
         if run_shards is None:
