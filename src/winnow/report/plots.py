@@ -31,12 +31,7 @@ def plot_loss_curves(log_history: list[dict[str, Any]], path: str | Path,
     if train or evals:
         ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_evaluate_table(rows: list[dict[str, Any]], metrics: list[str], path: str | Path,
@@ -59,6 +54,11 @@ def plot_evaluate_table(rows: list[dict[str, Any]], metrics: list[str], path: st
         ax.set_title(metric)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title or "evaluate")
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write and close a figure; the folder is created if needed."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
