@@ -11,8 +11,15 @@ import pytest
 from winnow.data import load_pool
 from winnow.metrics.diversity import dist_sum, novelsum, ttr, vocd_d
 from winnow.recipes.runner import run_recipe
+from winnow.selectors._knn import knn
 from winnow.selectors.base import get_selector
-from winnow.selectors.facility_location import dense_similarity, facility_location_value
+from winnow.selectors.facility_location import (
+    DenseCoverage,
+    SparseCoverage,
+    dense_similarity,
+    facility_location_value,
+    lazy_greedy,
+)
 from winnow.selectors.novelsum import local_density
 from winnow.signals.base import get_signal
 from winnow.store import Store
@@ -53,6 +60,35 @@ def test_facility_location_matches_apricot(X):
                                rtol=1e-6)
     assert sel.indices.tolist() == ref.ranking.tolist()
     np.testing.assert_allclose(sel.scores, ref.gains, rtol=1e-4)
+
+
+def plain_greedy(S: np.ndarray, k: int) -> list[int]:
+    """Facility location by plain greedy in float64: every gain recomputed every step."""
+    S = np.maximum(S.astype(np.float64), 0)
+    cur, chosen = np.zeros(len(S)), []
+    for _ in range(k):
+        gains = np.maximum(S - cur, 0).sum(1)
+        gains[chosen] = -1
+        chosen.append(int(np.argmax(gains)))
+        cur = np.maximum(cur, S[chosen[-1]])
+    return chosen
+
+
+def test_lazy_greedy_equals_plain_greedy_after_dropping_dead_entries(X):
+    """Dense coverage moves to a pruned sparse store midway; the picks do not change."""
+    sub = X[:1500]
+    S = dense_similarity(sub)
+    coverage = DenseCoverage(S.copy())
+    idx, *_ = lazy_greedy(coverage, 400)
+    assert coverage.sparse is not None
+    assert idx.tolist() == plain_greedy(S, 400)
+
+    vals, nbrs = knn(sub, 16, metric="ip", index="flat", nprobe=1, random_state=0)
+    graph = SparseCoverage.from_neighbors(nbrs, vals, len(sub))
+    idx, *_ = lazy_greedy(graph, 400)
+    dense_graph = np.zeros_like(S)
+    np.put_along_axis(dense_graph, nbrs, vals, axis=1)   # row v: its neighbours' sims
+    assert idx.tolist() == plain_greedy(dense_graph.T, 400)
 
 
 def test_sparse_facility_location_reaches_dense_objective(X):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from winnow.selectors import _coverage_kernels as kernels
 from winnow.selectors._knn import knn, normalize_rows
 from winnow.selectors.base import Selection, Selector, register_selector
 
@@ -30,67 +31,45 @@ def similarity_from(values: np.ndarray, metric: str, gamma: float) -> np.ndarray
 
 
 def dense_similarity(X: np.ndarray, metric: str = "cosine", gamma: float | None = None,
-                     block: int = 2048) -> np.ndarray:
+                     block: int = 4096) -> np.ndarray:
     """(n, n) float32 similarity matrix of the rows of ``X`` (see :func:`similarity_from`).
 
-    Built by blocks of rows on and above the diagonal, each mirrored below it: half the
-    products of ``X @ X.T``.
+    ``X @ X.T`` is one symmetric rank-k update in BLAS (half the products, exactly
+    symmetric); the kernel is then applied in place by blocks of rows.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
     X = normalize_rows(X) if metric == "cosine" else np.asarray(X, dtype=np.float32)
+    S = X @ X.T
+    if metric == "cosine":
+        return S
     gamma = 1.0 / X.shape[1] if gamma is None else gamma
     sq = (X.astype(np.float64) ** 2).sum(1).astype(np.float32)
-    n = len(X)
-    S = np.empty((n, n), dtype=np.float32)
-    for a in range(0, n, block):
-        b = min(n, a + block)
-        G = X[a:b] @ X[a:].T
-        if metric != "cosine":
-            G = sq[a:b, None] + sq[None, a:] - 2 * G
-        G = similarity_from(G, metric, gamma)
-        S[a:b, a:] = G
-        S[b:, a:b] = G[:, b - a:].T
+    for a in range(0, len(S), block):
+        G = S[a:a + block]
+        G[:] = similarity_from(sq[a:a + block, None] + sq[None, :] - 2 * G, metric, gamma)
     return S
 
 
-class DenseCoverage:
-    """Coverage term over a dense similarity matrix S (n, n); S[c, v] = sim(c, v).
+class SparseCoverage:
+    """Coverage term over similarities stored by candidate (CSR): candidate c covers
+    ``covered[indptr[c]:indptr[c+1]]`` with ``sims`` there.
 
-    Negative similarities never cover anything (coverage starts at 0), so S is clipped
-    at 0 in place. :meth:`gains` sums rows in float32 (relative error below
-    ``tolerance``, all terms being ≥ 0); :meth:`exact_gains` in float64.
+    Coverage only grows, so an entry with sim ≤ the current coverage of its point adds
+    nothing now or later: once such dead entries are most of what the evaluations read
+    (and at least a quarter of the store has been read since the last pruning), they
+    are dropped.
     """
 
-    def __init__(self, S: np.ndarray):
-        self.S = np.maximum(S, 0, out=S)
-        self.n = len(S)
-        # numpy's pairwise float32 sums of n terms ≥ 0: relative error < (24 + log2 n)·eps
-        self.tolerance = (24 + np.log2(max(self.n, 2))) * float(np.finfo(np.float32).eps)
+    def __init__(self, indptr: np.ndarray, covered: np.ndarray, sims: np.ndarray):
+        self.indptr, self.covered, self.sims = indptr, covered, sims
+        self.n = len(indptr) - 1
+        self._read = self._live = 0
 
-    def initial_gains(self) -> np.ndarray:
-        return self.S.sum(1)
-
-    def gains(self, cand: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gains (len(cand),) float64 and whether each is exact (here none)."""
-        rows = self.S[cand]
-        np.subtract(rows, cur, out=rows)
-        np.maximum(rows, 0, out=rows)
-        return rows.sum(1).astype(np.float64), np.zeros(len(cand), dtype=bool)
-
-    def exact_gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
-        rows = self.S[cand].astype(np.float64) - cur
-        return np.maximum(rows, 0, out=rows).sum(1)
-
-    def cover(self, c: int, cur: np.ndarray) -> None:
-        np.maximum(cur, self.S[c], out=cur)
-
-
-class SparseCoverage:
-    """Coverage term over a k-NN graph: candidate c covers v when c is among v's
-    neighbours. Stored by candidate (CSR): ``indptr`` (n+1,), ``covered`` and ``sims``."""
-
-    def __init__(self, neighbors: np.ndarray, sims: np.ndarray, n: int):
+    @classmethod
+    def from_neighbors(cls, neighbors: np.ndarray, sims: np.ndarray, n: int):
+        """From a k-NN graph: row v of ``neighbors`` (n_q, k) lists the candidates that
+        can cover v (−1 for none), with similarities ``sims``."""
         n_q, k = neighbors.shape
         cand = neighbors.ravel()
         covered = np.repeat(np.arange(n_q, dtype=np.int32), k)
@@ -98,38 +77,75 @@ class SparseCoverage:
         ok = (cand >= 0) & (sims > 0)
         cand, covered, sims = cand[ok], covered[ok], sims[ok]
         order = np.argsort(cand, kind="stable")
-        self.covered = covered[order]
-        self.sims = sims[order]
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(cand, minlength=n))])
-        self.n = n
-        self.tolerance = 0.0
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(cand, minlength=n))])
+        return cls(indptr, covered[order], sims[order])
 
     def initial_gains(self) -> np.ndarray:
-        rows = np.repeat(np.arange(self.n), np.diff(self.indptr))
-        return np.bincount(rows, self.sims, minlength=self.n)
+        return self.gains(np.arange(self.n), np.zeros(self.n, dtype=np.float32))
 
-    def _rows(self, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        starts = self.indptr[cand]
-        lens = self.indptr[cand + 1] - starts
-        seg = np.repeat(np.arange(len(cand)), lens)
-        offsets = np.cumsum(lens) - lens
-        pos = np.arange(lens.sum()) - np.repeat(offsets - starts, lens)
-        return seg, pos
-
-    def exact_gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
-        """Gains (len(cand),) float64."""
-        seg, pos = self._rows(cand)
-        vals = np.maximum(self.sims[pos] - cur[self.covered[pos]], 0)
-        return np.bincount(seg, vals, minlength=len(cand))
-
-    def gains(self, cand: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gains (len(cand),) float64, all exact."""
-        return self.exact_gains(cand, cur), np.ones(len(cand), dtype=bool)
+    def gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        """Gains (len(cand),) float64 under the coverage ``cur``."""
+        out, live, read = kernels.sparse_gains(self.indptr, self.covered, self.sims, cand, cur)
+        self._read += read
+        self._live += live
+        return out
 
     def cover(self, c: int, cur: np.ndarray) -> None:
         a, b = self.indptr[c], self.indptr[c + 1]
         v = self.covered[a:b]
         cur[v] = np.maximum(cur[v], self.sims[a:b])
+        if 4 * self._read >= len(self.sims) and 2 * self._live < self._read:
+            self.prune(cur)
+
+    def prune(self, cur: np.ndarray) -> None:
+        """Drop the entries that can no longer add to the coverage ``cur``."""
+        keep = self.sims > cur[self.covered]
+        rows = np.repeat(np.arange(self.n), np.diff(self.indptr))[keep]
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=self.n))])
+        self.covered, self.sims = self.covered[keep], self.sims[keep]
+        self._read = self._live = 0
+
+
+class DenseCoverage:
+    """Coverage term over a dense similarity matrix S (n, n); S[c, v] = sim(c, v).
+
+    Negative similarities never cover anything (coverage starts at 0), so S is clipped
+    at 0 in place. Once evaluations have read a quarter of S and under 1/32 of
+    the entries read since the last choice can still add coverage, the live entries
+    move to a :class:`SparseCoverage` and S is released; dropping dead entries changes
+    no gain, so the selection is the same.
+    """
+
+    def __init__(self, S: np.ndarray):
+        self.S = np.maximum(S, 0, out=S)
+        self.n = len(S)
+        self.sparse: SparseCoverage | None = None
+        self._read_total = self._read = self._live = 0   # entries read: all, this step
+
+    def initial_gains(self) -> np.ndarray:
+        return kernels.dense_gains(self.S, np.arange(self.n), np.zeros(self.n, np.float32))[0]
+
+    def gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        """Gains (len(cand),) float64 under the coverage ``cur``."""
+        if self.sparse is not None:
+            return self.sparse.gains(cand, cur)
+        out, live = kernels.dense_gains(self.S, cand, cur)
+        self._read_total += len(cand) * self.n
+        self._read += len(cand) * self.n
+        self._live += live
+        return out
+
+    def cover(self, c: int, cur: np.ndarray) -> None:
+        if self.sparse is not None:
+            self.sparse.cover(c, cur)
+            return
+        np.maximum(cur, self.S[c], out=cur)
+        if not self._read:
+            return
+        if 4 * self._read_total >= self.S.size and 32 * self._live < self._read:
+            self.sparse = SparseCoverage(*kernels.live_entries(self.S, cur))
+            self.S = None
+        self._read = self._live = 0
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -146,19 +162,16 @@ def lazy_greedy(coverage, budget: int, *, diversity_weight: float = 1.0,
 
     ``bounds`` (n,) holds upper bounds of the gains (stale gains, by submodularity). Each
     round works on the ``pool`` largest bounds: while the best of them is stale, the
-    ``batch`` largest stale ones are evaluated together by ``coverage.gains`` (widened by
-    its ``tolerance``); once the best is fresh its gain is recomputed exactly, and it is
-    taken when that exact gain is still the largest bound, in and outside the pool. On
-    equal gains the lower index wins, as in plain greedy. Returns (indices (m,),
-    gains (m,), coverage values cur (n,), number of gain evaluations).
+    ``batch`` largest stale ones are evaluated together; the best is taken once it is
+    fresh and still the largest bound, in and outside the pool. On equal gains the
+    lower index wins, as in plain greedy. Returns (indices (m,), gains (m,), coverage
+    values cur (n,), number of gain evaluations).
     """
     n = coverage.n
     mod = np.zeros(n) if modular is None else np.asarray(modular, dtype=np.float64)
     cur = np.zeros(n, dtype=np.float32)
-    widen = diversity_weight * (1 + 2 * coverage.tolerance)
-    bounds = widen * coverage.initial_gains().astype(np.float64) + mod
+    bounds = diversity_weight * coverage.initial_gains() + mod
     fresh = np.full(n, -1, dtype=np.int64)          # step at which bounds[c] was evaluated
-    exact = np.full(n, -1, dtype=np.int64)          # ... and made exact
     chosen, gains, evals = [], [], 0
     members, outside = np.empty(0, dtype=np.int64), np.inf
     for step in range(min(budget, n)):
@@ -171,19 +184,12 @@ def lazy_greedy(coverage, budget: int, *, diversity_weight: float = 1.0,
                 if bounds[members].max() <= outside:   # ties across the pool edge
                     members, outside = np.arange(n), -np.inf
             i = int(members[np.argmax(bounds[members])])   # first = lowest index on ties
-            if exact[i] == step:
-                break
             if fresh[i] == step:
-                bounds[i] = diversity_weight * coverage.exact_gains(np.array([i]), cur)[0] \
-                    + mod[i]
-                exact[i] = step
-                continue
+                break
             stale = members[fresh[members] != step]
             cand = stale[_top(bounds[stale], batch)]
-            values, is_exact = coverage.gains(cand, cur)
-            bounds[cand] = np.where(is_exact, diversity_weight, widen) * values + mod[cand]
+            bounds[cand] = diversity_weight * coverage.gains(cand, cur) + mod[cand]
             fresh[cand] = step
-            exact[cand[is_exact]] = step
             evals += len(cand)
         chosen.append(i)
         gains.append(float(bounds[i]))
@@ -214,7 +220,7 @@ def build_coverage(X: np.ndarray, *, metric: str, gamma: float | None, mode: str
     else:
         vals, nbrs = knn(X, n_neighbors, metric="l2", index=index, nprobe=nprobe,
                          random_state=random_state)
-    return SparseCoverage(nbrs, similarity_from(vals, metric, gamma), n), mode
+    return SparseCoverage.from_neighbors(nbrs, similarity_from(vals, metric, gamma), n), mode
 
 
 @register_selector
