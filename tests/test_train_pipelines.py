@@ -123,3 +123,31 @@ def test_mods_reward_model_scorer(alpaca, store, tmp_path):
         "necessity_threshold": 1e9, "max_new_tokens": 4, "train": TINY_TRAIN})
     _check(result, 10, 4)
     assert np.isfinite(result.columns["quality"]).all()
+
+
+def test_cherry_from_the_cli(shared_data, tmp_path):
+    """`winnow select cherry` routes to the pipeline; params come from --config and --set."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from winnow.cli import app
+
+    records = json.loads((shared_data / "alpaca_en_demo.json").read_text())[:24]
+    data = tmp_path / "pool.json"
+    data.write_text(json.dumps(records))
+    config = tmp_path / "cherry.yaml"
+    config.write_text(yaml.safe_dump({"params": {
+        "n_clusters": 3, "pre_budget": 6, "max_length": 128, "train": TINY_TRAIN}}))
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(app, [
+        "select", "cherry", "--data", str(data), "--budget", "4", "--out", str(out),
+        "--config", str(config), "--set", "train.max_steps=1",
+        "--cache-dir", str(tmp_path / "cache")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "s.manifest.json").read_text())
+    assert manifest["recipe"]["name"] == "cherry"
+    assert manifest["recipe"]["params"]["train"]["max_steps"] == 1
+    subset = json.loads(out.read_text())
+    assert 0 < len(subset) <= 4 and all(r in records for r in subset)
