@@ -109,15 +109,15 @@ class SparseCoverage:
 class DenseCoverage:
     """Coverage term over a dense similarity matrix S (n, n); S[c, v] = sim(c, v).
 
-    Negative similarities never cover anything (coverage starts at 0), so S is clipped
-    at 0 in place. Once evaluations have read a quarter of S and under 1/32 of
+    Negative similarities never cover anything: coverage starts at 0 and every kernel
+    compares against it. Once evaluations have read a quarter of S and under 1/32 of
     the entries read since the last choice can still add coverage, the live entries
     move to a :class:`SparseCoverage` and S is released; dropping dead entries changes
     no gain, so the selection is the same.
     """
 
     def __init__(self, S: np.ndarray):
-        self.S = np.maximum(S, 0, out=S)
+        self.S = S
         self.n = len(S)
         self.sparse: SparseCoverage | None = None
         self._read_total = self._read = self._live = 0   # entries read: all, this step
