@@ -78,7 +78,7 @@ def test_lazy_greedy_equals_plain_greedy_after_dropping_dead_entries(X):
     """Dense coverage moves to a pruned sparse store midway; the picks do not change."""
     sub = X[:1500]
     S = dense_similarity(sub)
-    coverage = DenseCoverage(S.copy())
+    coverage = DenseCoverage(S)
     idx, *_ = lazy_greedy(coverage, 400)
     assert coverage.sparse is not None
     assert idx.tolist() == plain_greedy(S, 400)

@@ -51,6 +51,11 @@ def dense_similarity(X: np.ndarray, metric: str = "cosine", gamma: float | None 
     return S
 
 
+def _indptr(rows: np.ndarray, n: int) -> np.ndarray:
+    """CSR row pointers (n + 1,) for entries stored in row order, with row indices ``rows``."""
+    return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+
+
 class SparseCoverage:
     """Coverage term over similarities stored by candidate (CSR): candidate c covers
     ``covered[indptr[c]:indptr[c+1]]`` with ``sims`` there.
@@ -77,11 +82,12 @@ class SparseCoverage:
         ok = (cand >= 0) & (sims > 0)
         cand, covered, sims = cand[ok], covered[ok], sims[ok]
         order = np.argsort(cand, kind="stable")
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(cand, minlength=n))])
-        return cls(indptr, covered[order], sims[order])
+        return cls(_indptr(cand, n), covered[order], sims[order])
 
     def initial_gains(self) -> np.ndarray:
-        return self.gains(np.arange(self.n), np.zeros(self.n, dtype=np.float32))
+        zero = np.zeros(self.n, dtype=np.float32)
+        return kernels.sparse_gains(self.indptr, self.covered, self.sims, np.arange(self.n),
+                                    zero)[0]
 
     def gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
         """Gains (len(cand),) float64 under the coverage ``cur``."""
@@ -101,7 +107,7 @@ class SparseCoverage:
         """Drop the entries that can no longer add to the coverage ``cur``."""
         keep = self.sims > cur[self.covered]
         rows = np.repeat(np.arange(self.n), np.diff(self.indptr))[keep]
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=self.n))])
+        self.indptr = _indptr(rows, self.n)
         self.covered, self.sims = self.covered[keep], self.sims[keep]
         self._read = self._live = 0
 
