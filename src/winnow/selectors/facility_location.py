@@ -31,21 +31,28 @@ def similarity_from(values: np.ndarray, metric: str, gamma: float) -> np.ndarray
 
 
 def dense_similarity(X: np.ndarray, metric: str = "cosine", gamma: float | None = None,
-                     block: int = 4096) -> np.ndarray:
+                     block: int = 1024) -> np.ndarray:
     """(n, n) float32 similarity matrix of the rows of ``X`` (see :func:`similarity_from`).
 
-    ``X @ X.T`` is one symmetric rank-k update in BLAS (half the products, exactly
-    symmetric); the kernel is then applied in place by blocks of rows.
+    Inner products are computed by blocks of rows, upper triangle only, each block one
+    BLAS product written in place, then mirrored (half the products, exactly symmetric);
+    the kernel is then applied in place by blocks of rows.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
     X = normalize_rows(X) if metric == "cosine" else np.asarray(X, dtype=np.float32)
-    S = X @ X.T
+    n = len(X)
+    S = np.empty((n, n), dtype=np.float32)
+    XT = np.ascontiguousarray(X.T)
+    for a in range(0, n, block):
+        np.matmul(X[a:a + block], XT[:, a:], out=S[a:a + block, a:])
+    for a in range(0, n, block):
+        S[a + block:, a:a + block] = S[a:a + block, a + block:].T
     if metric == "cosine":
         return S
     gamma = 1.0 / X.shape[1] if gamma is None else gamma
     sq = (X.astype(np.float64) ** 2).sum(1).astype(np.float32)
-    for a in range(0, len(S), block):
+    for a in range(0, n, block):
         G = S[a:a + block]
         G[:] = similarity_from(sq[a:a + block, None] + sq[None, :] - 2 * G, metric, gamma)
     return S
@@ -69,7 +76,7 @@ class SparseCoverage:
     def __init__(self, indptr: np.ndarray, covered: np.ndarray, sims: np.ndarray):
         self.indptr, self.covered, self.sims = indptr, covered, sims
         self.n = len(indptr) - 1
-        self._read = self._live = 0
+        self.stats = np.zeros(3, dtype=np.int64)   # see kernels.lazy_steps
 
     @classmethod
     def from_neighbors(cls, neighbors: np.ndarray, sims: np.ndarray, n: int):
@@ -89,27 +96,17 @@ class SparseCoverage:
         return kernels.sparse_gains(self.indptr, self.covered, self.sims, np.arange(self.n),
                                     zero)[0]
 
-    def gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
-        """Gains (len(cand),) float64 under the coverage ``cur``."""
-        out, live, read = kernels.sparse_gains(self.indptr, self.covered, self.sims, cand, cur)
-        self._read += read
-        self._live += live
-        return out
+    def arrays(self) -> tuple:
+        """(dense matrix, indptr, covered, sims) for :func:`kernels.lazy_steps`."""
+        return _NO_MATRIX, self.indptr, self.covered, self.sims
 
-    def cover(self, c: int, cur: np.ndarray) -> None:
-        a, b = self.indptr[c], self.indptr[c + 1]
-        v = self.covered[a:b]
-        cur[v] = np.maximum(cur[v], self.sims[a:b])
-        if 4 * self._read >= len(self.sims) and 2 * self._live < self._read:
-            self.prune(cur)
-
-    def prune(self, cur: np.ndarray) -> None:
+    def compact(self, cur: np.ndarray) -> None:
         """Drop the entries that can no longer add to the coverage ``cur``."""
         keep = self.sims > cur[self.covered]
         rows = np.repeat(np.arange(self.n), np.diff(self.indptr))[keep]
         self.indptr = _indptr(rows, self.n)
         self.covered, self.sims = self.covered[keep], self.sims[keep]
-        self._read = self._live = 0
+        self.stats[:] = 0
 
 
 class DenseCoverage:
@@ -126,84 +123,55 @@ class DenseCoverage:
         self.S = S
         self.n = len(S)
         self.sparse: SparseCoverage | None = None
-        self._read_total = self._read = self._live = 0   # entries read: all, this step
+        self.stats = np.zeros(3, dtype=np.int64)
 
     def initial_gains(self) -> np.ndarray:
         return kernels.dense_gains(self.S, np.arange(self.n), np.zeros(self.n, np.float32))[0]
 
-    def gains(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
-        """Gains (len(cand),) float64 under the coverage ``cur``."""
+    def arrays(self) -> tuple:
         if self.sparse is not None:
-            return self.sparse.gains(cand, cur)
-        out, live = kernels.dense_gains(self.S, cand, cur)
-        self._read_total += len(cand) * self.n
-        self._read += len(cand) * self.n
-        self._live += live
-        return out
+            return self.sparse.arrays()
+        return self.S, _NO_CSR[0], _NO_CSR[1], _NO_CSR[2]
 
-    def cover(self, c: int, cur: np.ndarray) -> None:
+    def compact(self, cur: np.ndarray) -> None:
         if self.sparse is not None:
-            self.sparse.cover(c, cur)
+            self.sparse.compact(cur)
             return
-        np.maximum(cur, self.S[c], out=cur)
-        if not self._read:
-            return
-        if 4 * self._read_total >= self.S.size and 32 * self._live < self._read:
-            self.sparse = SparseCoverage(*kernels.live_entries(self.S, cur))
-            self.S = None
-        self._read = self._live = 0
+        self.sparse = SparseCoverage(*kernels.live_entries(self.S, cur))
+        self.stats = self.sparse.stats
+        self.S = None
 
 
-def _top(values: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` largest entries of ``values`` (any order)."""
-    if k >= len(values):
-        return np.arange(len(values))
-    return np.argpartition(values, len(values) - k)[len(values) - k:]
+_NO_MATRIX = np.empty((0, 0), dtype=np.float32)
+_NO_CSR = (np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int32),
+           np.empty(0, dtype=np.float32))
 
 
 def lazy_greedy(coverage, budget: int, *, diversity_weight: float = 1.0,
-                modular: np.ndarray | None = None, batch: int = 16, pool: int = 2048
+                modular: np.ndarray | None = None, batch: int = 16
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Greedy maximisation of w·coverage(S) + Σ_{s∈S} modular(s) with lazy evaluation.
 
-    ``bounds`` (n,) holds upper bounds of the gains (stale gains, by submodularity). Each
-    round works on the ``pool`` largest bounds: while the best of them is stale, the
-    ``batch`` largest stale ones are evaluated together; the best is taken once it is
-    fresh and still the largest bound, in and outside the pool. On equal gains the
-    lower index wins, as in plain greedy. Returns (indices (m,), gains (m,), coverage
-    values cur (n,), number of gain evaluations).
+    Stale gains are upper bounds (submodularity): the largest bound is re-evaluated
+    (``batch`` at a time) until the largest is fresh, and taken. On equal gains the
+    lower index wins, as in plain greedy. The loop is compiled
+    (:func:`kernels.lazy_steps`); it returns here only to let the coverage drop dead
+    entries. Returns (indices (m,), gains (m,), coverage values cur (n,), number of
+    gain evaluations).
     """
     n = coverage.n
+    m = min(budget, n)
     mod = np.zeros(n) if modular is None else np.asarray(modular, dtype=np.float64)
+    keys, items = kernels.heapify(diversity_weight * coverage.initial_gains() + mod)
+    state = np.array([0, n, 0], dtype=np.int64)     # next step, heap size, evaluations
+    fresh = np.zeros(n, dtype=np.int64)             # initial gains are fresh at step 0
     cur = np.zeros(n, dtype=np.float32)
-    bounds = diversity_weight * coverage.initial_gains() + mod
-    fresh = np.full(n, -1, dtype=np.int64)          # step at which bounds[c] was evaluated
-    chosen, gains, evals = [], [], 0
-    members, outside = np.empty(0, dtype=np.int64), np.inf
-    for step in range(min(budget, n)):
-        while True:
-            if not len(members) or bounds[members].max() <= outside:
-                top = _top(bounds, min(pool, n))
-                members = np.sort(top)
-                rest = np.delete(bounds, top)
-                outside = rest.max() if len(rest) else -np.inf
-                if bounds[members].max() <= outside:   # ties across the pool edge
-                    members, outside = np.arange(n), -np.inf
-            i = int(members[np.argmax(bounds[members])])   # first = lowest index on ties
-            if fresh[i] == step:
-                break
-            stale = members[fresh[members] != step]
-            cand = stale[_top(bounds[stale], batch)]
-            bounds[cand] = diversity_weight * coverage.gains(cand, cur) + mod[cand]
-            fresh[cand] = step
-            evals += len(cand)
-        chosen.append(i)
-        gains.append(float(bounds[i]))
-        coverage.cover(i, cur)
-        bounds[i] = -np.inf
-        if len(members) == n:
-            members = members[:0]
-    return np.array(chosen, dtype=np.int64), np.array(gains), cur, evals
+    chosen, gains = np.empty(m, dtype=np.int64), np.empty(m)
+    while kernels.lazy_steps(*coverage.arrays(), keys, items, state, fresh, cur, mod,
+                             float(diversity_weight), chosen, gains, coverage.stats,
+                             batch) == kernels.COMPACT:
+        coverage.compact(cur)
+    return chosen, gains, cur, int(state[2])
 
 
 def build_coverage(X: np.ndarray, *, metric: str, gamma: float | None, mode: str,
