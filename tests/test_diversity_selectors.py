@@ -18,7 +18,7 @@ from winnow.selectors.facility_location import (
     SparseCoverage,
     dense_similarity,
     facility_location_value,
-    lazy_greedy,
+    greedy,
 )
 from winnow.selectors.novelsum import local_density
 from winnow.signals.base import get_signal
@@ -74,21 +74,34 @@ def plain_greedy(S: np.ndarray, k: int) -> list[int]:
     return chosen
 
 
-def test_lazy_greedy_equals_plain_greedy_after_dropping_dead_entries(X):
-    """Dense coverage moves to a pruned sparse store midway; the picks do not change."""
-    sub = X[:1500]
+def test_greedy_equals_plain_greedy_with_duplicates(X):
+    """Updated gains pick what plain greedy picks, the lowest index among exact ties
+    (the last 100 rows repeat earlier ones), on the dense matrix and on a k-NN graph."""
+    sub = np.concatenate([X[:1400], X[200:300]])
     S = dense_similarity(sub)
-    coverage = DenseCoverage(S)
-    idx, *_ = lazy_greedy(coverage, 400)
-    assert coverage.sparse is not None
+    idx, gains, cur, _ = greedy(DenseCoverage(S), 400)
     assert idx.tolist() == plain_greedy(S, 400)
+    assert max(idx) < 1400
+    np.testing.assert_allclose(cur.sum(dtype=np.float64), gains.sum(), rtol=1e-9)
 
     vals, nbrs = knn(sub, 16, metric="ip", index="flat", nprobe=1, random_state=0)
-    graph = SparseCoverage.from_neighbors(nbrs, vals, len(sub))
-    idx, *_ = lazy_greedy(graph, 400)
+    idx, *_ = greedy(SparseCoverage(nbrs, vals, len(sub)), 400)
     dense_graph = np.zeros_like(S)
     np.put_along_axis(dense_graph, nbrs, vals, axis=1)   # row v: its neighbours' sims
     assert idx.tolist() == plain_greedy(dense_graph.T, 400)
+
+
+def test_facility_location_on_a_precomputed_similarity(X):
+    sub = X[:800]
+    S = dense_similarity(sub)
+    from_x = get_selector("facility_location").select(50, X=sub)
+    given = get_selector("facility_location", metric="precomputed").select(50, X=S)
+    assert given.indices.tolist() == from_x.indices.tolist()
+    with pytest.raises(ValueError, match="square"):
+        get_selector("facility_location", metric="precomputed").select(5, X=sub)
+    S[3, 7] += 0.5
+    with pytest.raises(ValueError, match="symmetric"):
+        get_selector("facility_location", metric="precomputed").select(5, X=S)
 
 
 def test_sparse_facility_location_reaches_dense_objective(X):

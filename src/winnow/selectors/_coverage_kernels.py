@@ -1,8 +1,11 @@
-"""Compiled inner loops of facility location (numba).
+"""Compiled greedy of facility location (numba).
 
-Gain sums are fused into one pass over a dense row or a CSR row and summed in float64;
-dense rows are evaluated by parallel threads. :func:`lazy_steps` runs the whole lazy
-greedy loop over a binary max-heap of gain bounds, so no Python runs between picks.
+Every candidate's gain g[c] = Σ_v max(sim(c, v) − cur[v], 0) is kept exact: when a pick
+raises the coverage cur[v] of some points v, each candidate that covers such a v loses
+what that term loses, min(max(sim(c, v) − old, 0), new − old). Only the points whose
+coverage rises are read (their rows), never a candidate's whole row. Gains only fall,
+so a max-heap of keys that may be stale (a key is never below its current value) finds
+the best one: a popped key that no longer equals its value goes back with the value.
 """
 
 from __future__ import annotations
@@ -10,65 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-DONE, COMPACT = 0, 1    # why lazy_steps returned: budget reached, or storage should shrink
-
-
-@numba.njit(fastmath=True, cache=True, nogil=True, parallel=True)
-def dense_gains(S, cand, cur):
-    """Σ_v max(S[c, v] − cur[v], 0) for c in ``cand``, and how many terms are > 0."""
-    out = np.empty(len(cand))
-    live = 0
-    for j in numba.prange(len(cand)):
-        row = S[cand[j]]
-        acc = 0.0
-        for v in range(row.shape[0]):
-            d = np.float64(row[v]) - cur[v]
-            acc += max(d, 0.0)
-            live += d > 0
-        out[j] = acc
-    return out, live
-
-
-@numba.njit(fastmath=True, cache=True, nogil=True)
-def sparse_gains(indptr, covered, sims, cand, cur):
-    """:func:`dense_gains` over CSR rows: (gains, terms > 0, terms read)."""
-    out = np.empty(len(cand))
-    live = 0
-    read = 0
-    for j in range(len(cand)):
-        c = cand[j]
-        acc = 0.0
-        for p in range(indptr[c], indptr[c + 1]):
-            d = np.float64(sims[p]) - cur[covered[p]]
-            acc += max(d, 0.0)
-            live += d > 0
-        read += indptr[c + 1] - indptr[c]
-        out[j] = acc
-    return out, live, read
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def live_entries(S, cur):
-    """CSR (indptr, covered, sims) of the entries S[c, v] > cur[v] of a dense matrix."""
-    n, m = S.shape
-    counts = np.zeros(n, dtype=np.int64)
-    for c in numba.prange(n):
-        k = 0
-        for v in range(m):
-            k += S[c, v] > cur[v]
-        counts[c] = k
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum(counts)
-    covered = np.empty(indptr[n], dtype=np.int32)
-    sims = np.empty(indptr[n], dtype=np.float32)
-    for c in numba.prange(n):
-        p = indptr[c]
-        for v in range(m):
-            if S[c, v] > cur[v]:
-                covered[p] = v
-                sims[p] = S[c, v]
-                p += 1
-    return indptr, covered, sims
+BLOCK = 2048   # candidates per thread task in the dense update
 
 
 # A heap is (keys float64 (n,), items int64 (n,), size): the root is the largest key, the
@@ -95,87 +40,122 @@ def _sift_down(keys, items, size, i):
 
 
 @numba.njit(cache=True)
-def _push(keys, items, size, key, item):
-    i = size
-    keys[i], items[i] = key, item
-    while i > 0 and _above(keys, items, i, (i - 1) // 2):
-        p = (i - 1) // 2
-        keys[i], keys[p] = keys[p], keys[i]
-        items[i], items[p] = items[p], items[i]
-        i = p
-    return size + 1
-
-
-@numba.njit(cache=True)
-def _pop(keys, items, size):
-    key, item = keys[0], items[0]
-    size -= 1
-    keys[0], items[0] = keys[size], items[size]
-    _sift_down(keys, items, size, 0)
-    return key, item, size
-
-
-@numba.njit(cache=True)
-def heapify(keys):
-    """Heap of ``keys`` (items 0..n−1): (keys, items)."""
-    keys = keys.copy()
+def _heapify(g, mod, weight):
+    """Heap of the values weight·g + mod of the candidates 0..n−1."""
+    keys = np.empty(len(g))
+    for c in range(len(g)):
+        keys[c] = weight * g[c] + mod[c]
     items = np.arange(len(keys))
     for i in range(len(keys) // 2 - 1, -1, -1):
         _sift_down(keys, items, len(keys), i)
     return keys, items
 
 
-@numba.njit(cache=True, nogil=True)
-def lazy_steps(S, indptr, covered, sims, keys, items, state, fresh, cur, mod, weight,
-               chosen, gains, stats, batch):
-    """Lazy greedy picks ``chosen[state[0]:]``, on the dense matrix ``S`` if it is not
-    empty, else on the CSR store (indptr, covered, sims).
+@numba.njit(cache=True)
+def _take(keys, items, size, g, mod, weight):
+    """Pop the candidate of largest value weight·g + mod: (value, candidate, new size)."""
+    c = items[0]
+    value = weight * g[c] + mod[c]
+    while value != keys[0]:         # a stale key: put it back with the current value
+        keys[0] = value
+        _sift_down(keys, items, size, 0)
+        c = items[0]
+        value = weight * g[c] + mod[c]
+    size -= 1
+    keys[0], items[0] = keys[size], items[size]
+    _sift_down(keys, items, size, 0)
+    return value, c, size
 
-    ``state`` = [next step, heap size, gain evaluations] and the heap (keys, items) of
-    gain bounds carry over between calls; ``fresh[c]`` is the step at which c's bound
-    was last evaluated. While the top bound is stale, the ``batch`` largest stale bounds
-    above the first fresh one are evaluated together; a fresh top is taken. ``stats`` =
-    [entries read in all, read since the last compaction, of those still live]. Returns
-    COMPACT once most entries read are dead (the caller then shrinks the storage), DONE
-    when ``chosen`` is full.
-    """
-    dense = S.shape[0] > 0
-    size = state[1]
-    cand = np.empty(batch, dtype=np.int64)
-    for step in range(state[0], len(chosen)):
-        while True:
-            if fresh[items[0]] == step:
-                break
-            k = 0
-            while k < batch and size > 0 and fresh[items[0]] != step:
-                _, cand[k], size = _pop(keys, items, size)
-                k += 1
-            if dense:
-                g, live = dense_gains(S, cand[:k], cur)
-                read = k * S.shape[1]
-            else:
-                g, live, read = sparse_gains(indptr, covered, sims, cand[:k], cur)
-            stats[0] += read
-            stats[1] += read
-            stats[2] += live
-            state[2] += k
-            for j in range(k):
-                fresh[cand[j]] = step
-                size = _push(keys, items, size, weight * g[j] + mod[cand[j]], cand[j])
-        gains[step], chosen[step], size = _pop(keys, items, size)
-        c = chosen[step]
-        if dense:
-            for v in range(S.shape[1]):
-                cur[v] = max(cur[v], S[c, v])
-        else:
-            for p in range(indptr[c], indptr[c + 1]):
-                cur[covered[p]] = max(cur[covered[p]], sims[p])
-        state[0], state[1] = step + 1, size
-        if dense:
-            wants = 4 * stats[0] >= S.size and stats[1] > 0 and 32 * stats[2] < stats[1]
-            stats[1] = stats[2] = 0
-        else:
-            wants = 4 * stats[1] >= len(sims) and 2 * stats[2] < stats[1]
-        if wants and step + 1 < len(chosen):
-            return COMPACT
-    return DONE
+
+@numba.njit(fastmath=True, cache=True, nogil=True, parallel=True)
+def _dense_update(S, c, cur, g):
+    """Raise cur to S[c] and lower the gains g accordingly (S symmetric): reads the rows
+    of the points whose coverage rises; returns how many entries were read."""
+    n = len(cur)
+    row = S[c]
+    rising = np.flatnonzero(row > cur)
+    for b in numba.prange((n + BLOCK - 1) // BLOCK):
+        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+        loss = np.zeros(hi - lo)
+        for v in rising:
+            old = np.float64(cur[v])
+            rise = row[v] - old
+            sv = S[v, lo:hi]
+            for j in range(hi - lo):
+                loss[j] += min(max(sv[j] - old, 0.0), rise)
+        g[lo:hi] -= loss
+    for v in rising:
+        cur[v] = row[v]
+    return len(rising) * n
+
+
+@numba.njit(fastmath=True, cache=True, nogil=True, parallel=True)
+def _dense_gains(S):
+    out = np.empty(len(S))
+    for c in numba.prange(len(S)):
+        acc = 0.0
+        for v in range(S.shape[1]):
+            acc += max(np.float64(S[c, v]), 0.0)
+        out[c] = acc
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def dense_greedy(S, mod, weight, m):
+    """Greedy facility location on a symmetric (n, n) similarity matrix: (picks (m,),
+    their values (m,), final coverage (n,), entries read)."""
+    g = _dense_gains(S)
+    keys, items = _heapify(g, mod, weight)
+    size = len(g)
+    cur = np.zeros(len(g), dtype=np.float32)
+    chosen, values = np.empty(m, dtype=np.int64), np.empty(m)
+    read = 0
+    for step in range(m):
+        values[step], chosen[step], size = _take(keys, items, size, g, mod, weight)
+        read += _dense_update(S, chosen[step], cur, g)
+    return chosen, values, cur, read
+
+
+@numba.njit(fastmath=True, cache=True, nogil=True)
+def sparse_greedy(indptr, covered, sims, vptr, vcand, vsims, mod, weight, m):
+    """:func:`dense_greedy` on sparse similarities stored twice: by candidate (candidate c
+    covers covered[indptr[c]:indptr[c+1]] with sims there) and by point (point v is
+    covered by vcand[vptr[v]:vptr[v+1]] with vsims there)."""
+    n = len(indptr) - 1
+    g = np.zeros(n)
+    for c in range(n):
+        for p in range(indptr[c], indptr[c + 1]):
+            g[c] += max(np.float64(sims[p]), 0.0)
+    keys, items = _heapify(g, mod, weight)
+    size = n
+    cur = np.zeros(len(vptr) - 1, dtype=np.float32)
+    chosen, values = np.empty(m, dtype=np.int64), np.empty(m)
+    read = 0
+    for step in range(m):
+        values[step], c, size = _take(keys, items, size, g, mod, weight)
+        chosen[step] = c
+        for p in range(indptr[c], indptr[c + 1]):
+            v, new = covered[p], sims[p]
+            old = np.float64(cur[v])
+            if new > old:
+                for q in range(vptr[v], vptr[v + 1]):
+                    g[vcand[q]] -= min(max(vsims[q] - old, 0.0), new - old)
+                read += vptr[v + 1] - vptr[v]
+                cur[v] = new
+    return chosen, values, cur, read
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def symmetric(S, tile=64):
+    """Whether S[i, j] == S[j, i] for all i, j (each tile above the diagonal against its
+    mirror; the tiles are shared evenly between threads)."""
+    n = len(S)
+    tiles = (n + tile - 1) // tile
+    pairs = np.array([(a, b) for a in range(tiles) for b in range(a, tiles)])
+    bad = 0
+    for p in numba.prange(len(pairs)):
+        a, b = pairs[p, 0] * tile, pairs[p, 1] * tile
+        for i in range(a, min(n, a + tile)):
+            for j in range(b, min(n, b + tile)):
+                bad += S[i, j] != S[j, i]
+    return bad == 0

@@ -1,12 +1,13 @@
-"""Facility location, maximised by lazy greedy: dense or on a sparse k-NN graph.
+"""Facility location, maximised by greedy: dense or on a sparse k-NN graph.
 
 f(S) = w_d · Σ_v max(0, max_{s∈S} sim(s, v)) + w_q · Σ_{s∈S} q(s)
 
-The first term is monotone submodular, so the greedy choice has the (1 − 1/e) guarantee
-and lazy evaluation (stale gains are upper bounds) gives the same selection as plain
-greedy. ``mode="dense"`` keeps the (n, n) similarity matrix; ``mode="sparse"`` keeps,
-for every point v, only its ``n_neighbors`` nearest (faiss), so memory is O(n·k): a
-point is then covered only by selections among its neighbours.
+The first term is monotone submodular, so the greedy choice has the (1 − 1/e)
+guarantee. Gains are kept exact by cheap updates (see :mod:`._coverage_kernels`), so
+the selection is plain greedy's. ``mode="dense"`` keeps the (n, n) similarity matrix
+(or takes it: ``metric="precomputed"``); ``mode="sparse"`` keeps, for every point v,
+only its ``n_neighbors`` nearest (faiss), so memory is O(n·k): a point is then covered
+only by selections among its neighbours.
 """
 
 from __future__ import annotations
@@ -58,128 +59,83 @@ def dense_similarity(X: np.ndarray, metric: str = "cosine", gamma: float | None 
     return S
 
 
+def precomputed_similarity(S: np.ndarray) -> np.ndarray:
+    """``S`` as a float32 C-ordered matrix, after checking that it is square and symmetric."""
+    S = np.asarray(S)
+    if S.ndim != 2 or S.shape[0] != S.shape[1]:
+        raise ValueError(f"a precomputed similarity must be a square matrix, not {S.shape}")
+    S = np.ascontiguousarray(S, dtype=np.float32)
+    if not kernels.symmetric(S):
+        raise ValueError("a precomputed similarity must be symmetric (S[i, j] == S[j, i])")
+    return S
+
+
 def _indptr(rows: np.ndarray, n: int) -> np.ndarray:
     """CSR row pointers (n + 1,) for entries stored in row order, with row indices ``rows``."""
     return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
 
 
-class SparseCoverage:
-    """Coverage term over similarities stored by candidate (CSR): candidate c covers
-    ``covered[indptr[c]:indptr[c+1]]`` with ``sims`` there.
-
-    Coverage only grows, so an entry with sim ≤ the current coverage of its point adds
-    nothing now or later: once such dead entries are most of what the evaluations read
-    (and at least a quarter of the store has been read since the last pruning), they
-    are dropped.
-    """
-
-    def __init__(self, indptr: np.ndarray, covered: np.ndarray, sims: np.ndarray):
-        self.indptr, self.covered, self.sims = indptr, covered, sims
-        self.n = len(indptr) - 1
-        self.stats = np.zeros(3, dtype=np.int64)   # see kernels.lazy_steps
-
-    @classmethod
-    def from_neighbors(cls, neighbors: np.ndarray, sims: np.ndarray, n: int):
-        """From a k-NN graph: row v of ``neighbors`` (n_q, k) lists the candidates that
-        can cover v (−1 for none), with similarities ``sims``."""
-        n_q, k = neighbors.shape
-        cand = neighbors.ravel()
-        covered = np.repeat(np.arange(n_q, dtype=np.int32), k)
-        sims = sims.ravel().astype(np.float32)
-        ok = (cand >= 0) & (sims > 0)
-        cand, covered, sims = cand[ok], covered[ok], sims[ok]
-        order = np.argsort(cand, kind="stable")
-        return cls(_indptr(cand, n), covered[order], sims[order])
-
-    def initial_gains(self) -> np.ndarray:
-        zero = np.zeros(self.n, dtype=np.float32)
-        return kernels.sparse_gains(self.indptr, self.covered, self.sims, np.arange(self.n),
-                                    zero)[0]
-
-    def arrays(self) -> tuple:
-        """(dense matrix, indptr, covered, sims) for :func:`kernels.lazy_steps`."""
-        return _NO_MATRIX, self.indptr, self.covered, self.sims
-
-    def compact(self, cur: np.ndarray) -> None:
-        """Drop the entries that can no longer add to the coverage ``cur``."""
-        keep = self.sims > cur[self.covered]
-        rows = np.repeat(np.arange(self.n), np.diff(self.indptr))[keep]
-        self.indptr = _indptr(rows, self.n)
-        self.covered, self.sims = self.covered[keep], self.sims[keep]
-        self.stats[:] = 0
-
-
 class DenseCoverage:
-    """Coverage term over a dense similarity matrix S (n, n); S[c, v] = sim(c, v).
-
-    Negative similarities never cover anything: coverage starts at 0 and every kernel
-    compares against it. Once evaluations have read a quarter of S and under 1/32 of
-    the entries read since the last choice can still add coverage, the live entries
-    move to a :class:`SparseCoverage` and S is released; dropping dead entries changes
-    no gain, so the selection is the same.
-    """
+    """Coverage term over a symmetric dense similarity matrix S (n, n). Negative
+    similarities never cover anything (coverage starts at 0)."""
 
     def __init__(self, S: np.ndarray):
         self.S = S
         self.n = len(S)
-        self.sparse: SparseCoverage | None = None
-        self.stats = np.zeros(3, dtype=np.int64)
 
-    def initial_gains(self) -> np.ndarray:
-        return kernels.dense_gains(self.S, np.arange(self.n), np.zeros(self.n, np.float32))[0]
-
-    def arrays(self) -> tuple:
-        if self.sparse is not None:
-            return self.sparse.arrays()
-        return self.S, _NO_CSR[0], _NO_CSR[1], _NO_CSR[2]
-
-    def compact(self, cur: np.ndarray) -> None:
-        if self.sparse is not None:
-            self.sparse.compact(cur)
-            return
-        self.sparse = SparseCoverage(*kernels.live_entries(self.S, cur))
-        self.stats = self.sparse.stats
-        self.S = None
+    def greedy(self, modular: np.ndarray, weight: float, m: int) -> tuple:
+        return kernels.dense_greedy(self.S, modular, weight, m)
 
 
-_NO_MATRIX = np.empty((0, 0), dtype=np.float32)
-_NO_CSR = (np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int32),
-           np.empty(0, dtype=np.float32))
+class SparseCoverage:
+    """Coverage term over sparse similarities: point v can be covered only by the
+    candidates ``cands[v]`` (row v of a k-NN graph), with similarities ``sims[v]``.
 
-
-def lazy_greedy(coverage, budget: int, *, diversity_weight: float = 1.0,
-                modular: np.ndarray | None = None, batch: int = 16
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Greedy maximisation of w·coverage(S) + Σ_{s∈S} modular(s) with lazy evaluation.
-
-    Stale gains are upper bounds (submodularity): the largest bound is re-evaluated
-    (``batch`` at a time) until the largest is fresh, and taken. On equal gains the
-    lower index wins, as in plain greedy. The loop is compiled
-    (:func:`kernels.lazy_steps`); it returns here only to let the coverage drop dead
-    entries. Returns (indices (m,), gains (m,), coverage values cur (n,), number of
-    gain evaluations).
+    The entries are also kept by candidate, so that a pick finds the points it covers.
     """
+
+    def __init__(self, cands: np.ndarray, sims: np.ndarray, n: int):
+        n_q, k = cands.shape
+        ok = (cands >= 0) & (sims > 0)
+        self.vptr = np.concatenate([[0], np.cumsum(ok.sum(1))])
+        self.vcand, self.vsims = cands[ok].astype(np.int64), sims[ok].astype(np.float32)
+        covered = np.repeat(np.arange(n_q, dtype=np.int64), ok.sum(1))
+        order = np.argsort(self.vcand, kind="stable")
+        self.indptr = _indptr(self.vcand, n)
+        self.covered, self.sims = covered[order], self.vsims[order]
+        self.n = n
+
+    def greedy(self, modular: np.ndarray, weight: float, m: int) -> tuple:
+        return kernels.sparse_greedy(self.indptr, self.covered, self.sims, self.vptr,
+                                     self.vcand, self.vsims, modular, weight, m)
+
+
+def greedy(coverage, budget: int, *, diversity_weight: float = 1.0,
+           modular: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Greedy maximisation of w·coverage(S) + Σ_{s∈S} modular(s).
+
+    Each step takes the largest gain, the lower index on equal gains, as plain greedy
+    does; gains are kept exact by updates from the points whose coverage rises (see
+    :mod:`._coverage_kernels`). Returns (indices (m,), gains (m,), coverage values
+    cur (n,), similarity entries read by the updates).
+    """
+    if diversity_weight < 0:
+        raise ValueError(f"diversity_weight must be >= 0, not {diversity_weight}")
     n = coverage.n
-    m = min(budget, n)
     mod = np.zeros(n) if modular is None else np.asarray(modular, dtype=np.float64)
-    keys, items = kernels.heapify(diversity_weight * coverage.initial_gains() + mod)
-    state = np.array([0, n, 0], dtype=np.int64)     # next step, heap size, evaluations
-    fresh = np.zeros(n, dtype=np.int64)             # initial gains are fresh at step 0
-    cur = np.zeros(n, dtype=np.float32)
-    chosen, gains = np.empty(m, dtype=np.int64), np.empty(m)
-    while kernels.lazy_steps(*coverage.arrays(), keys, items, state, fresh, cur, mod,
-                             float(diversity_weight), chosen, gains, coverage.stats,
-                             batch) == kernels.COMPACT:
-        coverage.compact(cur)
-    return chosen, gains, cur, int(state[2])
+    chosen, gains, cur, read = coverage.greedy(mod, float(diversity_weight), min(budget, n))
+    return chosen, gains, cur, int(read)
 
 
 def build_coverage(X: np.ndarray, *, metric: str, gamma: float | None, mode: str,
                    dense_max: int, n_neighbors: int, index: str, nprobe: int,
                    random_state: int):
-    """The coverage term for ``X`` (n, d) and the mode used ("dense" or "sparse")."""
+    """The coverage term for ``X`` (n, d), or the (n, n) similarities ``X`` if ``metric``
+    is "precomputed", and the mode used ("dense" or "sparse")."""
+    if metric == "precomputed":
+        return DenseCoverage(precomputed_similarity(X)), "dense"
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+        raise ValueError(f"metric must be one of {METRICS} or 'precomputed', not {metric!r}")
     n = len(X)
     if mode == "auto":
         mode = "dense" if n <= dense_max else "sparse"
@@ -194,17 +150,18 @@ def build_coverage(X: np.ndarray, *, metric: str, gamma: float | None, mode: str
     else:
         vals, nbrs = knn(X, n_neighbors, metric="l2", index=index, nprobe=nprobe,
                          random_state=random_state)
-    return SparseCoverage.from_neighbors(nbrs, similarity_from(vals, metric, gamma), n), mode
+    return SparseCoverage(nbrs, similarity_from(vals, metric, gamma), n), mode
 
 
 @register_selector
 class FacilityLocation(Selector):
-    """Facility location (plus an optional modular quality term) by lazy greedy.
+    """Facility location (plus an optional modular quality term) by greedy.
 
     Parameters
     ----------
-    metric : "cosine" (unit rows, sim = cos), "rbf" (exp(−γ‖x−y‖²)) or "euclidean"
-        (exp(−γ‖x−y‖), as submodlib); γ defaults to 1/d.
+    metric : "cosine" (unit rows, sim = cos), "rbf" (exp(−γ‖x−y‖²)), "euclidean"
+        (exp(−γ‖x−y‖), as submodlib), γ defaulting to 1/d; or "precomputed": ``X`` is
+        then a symmetric (n, n) similarity matrix (dense mode).
     mode : "dense" ((n, n) matrix), "sparse" (k-NN graph) or "auto" (dense up to
         ``dense_max`` points).
     n_neighbors : neighbours per point in sparse mode.
@@ -213,7 +170,7 @@ class FacilityLocation(Selector):
     random_state : seeds the IVF training sample (the greedy itself is deterministic).
 
     ``select(budget, X=(n, d), scores=(n,) optional)``: trace has gains, objective
-    (the final f) and coverage (the FL term).
+    (the final f), coverage (the FL term) and the similarity entries the updates read.
     """
 
     name = "facility_location"
@@ -222,15 +179,15 @@ class FacilityLocation(Selector):
     def __init__(self, metric: str = "cosine", gamma: float | None = None,
                  mode: str = "auto", dense_max: int = 20_000, n_neighbors: int = 32,
                  index: str = "auto", nprobe: int = 8, quality_weight: float = 0.0,
-                 diversity_weight: float = 1.0, batch: int = 16, random_state: int = 0):
+                 diversity_weight: float = 1.0, random_state: int = 0):
         self.metric, self.gamma, self.mode, self.dense_max = metric, gamma, mode, dense_max
         self.n_neighbors, self.index, self.nprobe = n_neighbors, index, nprobe
         self.quality_weight, self.diversity_weight = quality_weight, diversity_weight
-        self.batch, self.random_state = batch, random_state
+        self.random_state = random_state
 
     def select(self, budget: int, *, X: np.ndarray, scores: np.ndarray | None = None
                ) -> Selection:
-        X = np.asarray(X, dtype=np.float32)
+        X = np.asarray(X) if self.metric == "precomputed" else np.asarray(X, np.float32)
         coverage, mode = build_coverage(
             X, metric=self.metric, gamma=self.gamma, mode=self.mode, dense_max=self.dense_max,
             n_neighbors=self.n_neighbors, index=self.index, nprobe=self.nprobe,
@@ -240,9 +197,8 @@ class FacilityLocation(Selector):
             if scores is None:
                 raise ValueError("facility_location: quality_weight needs scores")
             modular = self.quality_weight * np.nan_to_num(np.asarray(scores, np.float64))
-        idx, gains, cur, evals = lazy_greedy(coverage, budget, modular=modular,
-                                             diversity_weight=self.diversity_weight,
-                                             batch=self.batch)
+        idx, gains, cur, read = greedy(coverage, budget, modular=modular,
+                                       diversity_weight=self.diversity_weight)
         cov = float(cur.sum(dtype=np.float64))
         objective = self.diversity_weight * cov + (modular[idx].sum() if modular is not None
                                                    else 0.0)
@@ -250,7 +206,7 @@ class FacilityLocation(Selector):
             "method": "facility_location", "metric": self.metric, "mode": mode,
             "n_neighbors": self.n_neighbors if mode == "sparse" else None,
             "objective": float(objective), "coverage": cov, "gains": gains.tolist(),
-            "evaluations": int(evals)})
+            "entries_read": read})
 
 
 def facility_location_value(X: np.ndarray, selected: np.ndarray, reference: np.ndarray | None
