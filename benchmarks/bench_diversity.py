@@ -10,9 +10,11 @@ embeddings (1000 centres, d = 384):
 fl       facility location (winnow, dense greedy, from X) vs apricot's lazy greedy on
          20k x 384 -> 1k. apricot gets the same max(0, cosine) matrix precomputed in float64
          (building it is not in its time; ``ratio_from_embeddings`` adds it) and its numba
-         code is compiled on a tiny input first (not in its time either); so is winnow's.
-         winnow is also timed on that same matrix (``metric="precomputed"``, symmetry check
-         included): ``ratio_same_input``. Objective of both selections.
+         code is compiled on a tiny input first (not in its time either); so is winnow's,
+         and each side has one untimed full-size run first (the first touch of fresh
+         memory is slow and erratic on this virtual machine: 1.3-3.8 s for the matrix).
+         winnow is also timed on that same matrix (as float32, ``metric="precomputed"``,
+         its symmetry check included): ``ratio_same_input``. Objective of both selections.
 sparse   facility location on a 16-NN graph (faiss IVF), 1M x 384 -> 10k: time, peak RSS.
 kcenter  k-center greedy 1M x 384 -> 10k, and the plain algorithm (all n distances every
          step) for its first ``--plain-steps`` steps: same picks, time per step.
@@ -56,8 +58,10 @@ def clustered(n: int, d: int = 384, clusters: int = 1000, spread: float = 0.35,
     return X
 
 
-def timed(fn, repeats: int):
-    """(median seconds, last result) of ``repeats`` calls."""
+def timed(fn, repeats: int, warmup: int = 0):
+    """(median seconds, last result) of ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
     times, out = [], None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -78,14 +82,17 @@ def part_fl(n: int, k: int, repeats: int, **_) -> dict:
     FacilityLocationSelection(5, metric="precomputed", optimizer="lazy").fit(tiny)  # compile
     get_selector("facility_location", mode="dense").select(5, X=X[:50])              # compile
     t_ours, ours = timed(lambda: get_selector("facility_location", mode="dense").select(k, X=X),
-                         repeats)
+                         repeats, warmup=1)
     start = time.perf_counter()
     S = np.maximum(dense_similarity(X), 0).astype(np.float64)
     t_matrix = time.perf_counter() - start
+    S32 = S.astype(np.float32)    # the same values, in winnow's own precision
     t_ours_pre, ours_pre = timed(
-        lambda: get_selector("facility_location", metric="precomputed").select(k, X=S), repeats)
+        lambda: get_selector("facility_location", metric="precomputed").select(k, X=S32),
+        repeats, warmup=1)
     t_ap, ap = timed(lambda: FacilityLocationSelection(k, metric="precomputed",
-                                                       optimizer="lazy").fit(S), repeats)
+                                                       optimizer="lazy").fit(S), repeats,
+                     warmup=1)
     f_ours = facility_location_value(X, ours.indices)
     f_ap = facility_location_value(X, ap.ranking)
     return {"task": f"facility location {n}x384 -> {k} (dense)", "winnow_s": t_ours,

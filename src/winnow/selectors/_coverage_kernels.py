@@ -67,26 +67,39 @@ def _take(keys, items, size, g, mod, weight):
     return value, c, size
 
 
+@numba.njit(cache=True, inline="always")
+def _lost(s, old, rise):
+    """What a term max(s − cur, 0) loses when cur rises from ``old`` by ``rise``."""
+    return min(max(s - old, 0.0), rise)
+
+
 @numba.njit(fastmath=True, cache=True, nogil=True, parallel=True)
 def _dense_update(S, c, cur, g):
     """Raise cur to S[c] and lower the gains g accordingly (S symmetric): reads the rows
-    of the points whose coverage rises; returns how many entries were read."""
+    of the points whose coverage rises, four at a time; returns how many entries."""
     n = len(cur)
-    row = S[c]
-    rising = np.flatnonzero(row > cur)
+    rising = np.flatnonzero(S[c] > cur)
+    old = cur[rising].astype(np.float64)
+    rise = S[c][rising] - old
+    m = len(rising)
     for b in numba.prange((n + BLOCK - 1) // BLOCK):
         lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
         loss = np.zeros(hi - lo)
-        for v in rising:
-            old = np.float64(cur[v])
-            rise = row[v] - old
-            sv = S[v, lo:hi]
+        for i in range(0, m - m % 4, 4):
+            s0, s1 = S[rising[i], lo:hi], S[rising[i + 1], lo:hi]
+            s2, s3 = S[rising[i + 2], lo:hi], S[rising[i + 3], lo:hi]
+            o0, o1, o2, o3 = old[i], old[i + 1], old[i + 2], old[i + 3]
+            r0, r1, r2, r3 = rise[i], rise[i + 1], rise[i + 2], rise[i + 3]
             for j in range(hi - lo):
-                loss[j] += min(max(sv[j] - old, 0.0), rise)
+                loss[j] += ((_lost(s0[j], o0, r0) + _lost(s1[j], o1, r1))
+                            + (_lost(s2[j], o2, r2) + _lost(s3[j], o3, r3)))
+        for i in range(m - m % 4, m):
+            sv = S[rising[i], lo:hi]
+            for j in range(hi - lo):
+                loss[j] += _lost(sv[j], old[i], rise[i])
         g[lo:hi] -= loss
-    for v in rising:
-        cur[v] = row[v]
-    return len(rising) * n
+    cur[rising] = S[c][rising]
+    return m * n
 
 
 @numba.njit(fastmath=True, cache=True, nogil=True, parallel=True)
@@ -139,7 +152,7 @@ def sparse_greedy(indptr, covered, sims, vptr, vcand, vsims, mod, weight, m):
             old = np.float64(cur[v])
             if new > old:
                 for q in range(vptr[v], vptr[v + 1]):
-                    g[vcand[q]] -= min(max(vsims[q] - old, 0.0), new - old)
+                    g[vcand[q]] -= _lost(vsims[q], old, new - old)
                 read += vptr[v + 1] - vptr[v]
                 cur[v] = new
     return chosen, values, cur, read

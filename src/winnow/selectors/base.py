@@ -56,11 +56,13 @@ class Selector(ABC):
 
 
 def discover() -> None:
-    """Import every module of ``winnow.selectors`` so that all selectors are registered."""
+    """Import every public module of ``winnow.selectors`` so that all selectors are
+    registered (private ones, such as compiled kernels, load when used)."""
     import winnow.selectors as package
 
     for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def selector_class(name: str) -> type[Selector] | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors import _coverage_kernels as kernels
 from winnow.selectors._knn import knn, normalize_rows
 from winnow.selectors.base import Selection, Selector, register_selector
 
@@ -64,8 +63,10 @@ def precomputed_similarity(S: np.ndarray) -> np.ndarray:
     S = np.asarray(S)
     if S.ndim != 2 or S.shape[0] != S.shape[1]:
         raise ValueError(f"a precomputed similarity must be a square matrix, not {S.shape}")
+    from winnow.selectors._coverage_kernels import symmetric  # numba: imported on use
+
     S = np.ascontiguousarray(S, dtype=np.float32)
-    if not kernels.symmetric(S):
+    if not symmetric(S):
         raise ValueError("a precomputed similarity must be symmetric (S[i, j] == S[j, i])")
     return S
 
@@ -84,7 +85,9 @@ class DenseCoverage:
         self.n = len(S)
 
     def greedy(self, modular: np.ndarray, weight: float, m: int) -> tuple:
-        return kernels.dense_greedy(self.S, modular, weight, m)
+        from winnow.selectors._coverage_kernels import dense_greedy
+
+        return dense_greedy(self.S, modular, weight, m)
 
 
 class SparseCoverage:
@@ -106,8 +109,10 @@ class SparseCoverage:
         self.n = n
 
     def greedy(self, modular: np.ndarray, weight: float, m: int) -> tuple:
-        return kernels.sparse_greedy(self.indptr, self.covered, self.sims, self.vptr,
-                                     self.vcand, self.vsims, modular, weight, m)
+        from winnow.selectors._coverage_kernels import sparse_greedy
+
+        return sparse_greedy(self.indptr, self.covered, self.sims, self.vptr, self.vcand,
+                             self.vsims, modular, weight, m)
 
 
 def greedy(coverage, budget: int, *, diversity_weight: float = 1.0,
