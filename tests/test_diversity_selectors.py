@@ -100,8 +100,19 @@ def test_facility_location_on_a_precomputed_similarity(X):
     with pytest.raises(ValueError, match="square"):
         get_selector("facility_location", metric="precomputed").select(5, X=sub)
     S[3, 7] += 0.5
-    with pytest.raises(ValueError, match="symmetric"):
+    with pytest.raises(ValueError, match="symmetric.*1 pairs differ"):
         get_selector("facility_location", metric="precomputed").select(5, X=S)
+    S[3, 7] = S[7, 3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        get_selector("facility_location", metric="precomputed").select(5, X=S)
+
+
+def test_facility_location_rejects_non_finite_embeddings(X):
+    bad = X[:100].copy()
+    bad[42, 3] = np.nan
+    for mode in ("dense", "sparse"):
+        with pytest.raises(ValueError, match=r"1 rows of X are not finite \(rows \[42\]\)"):
+            get_selector("facility_location", mode=mode).select(5, X=bad)
 
 
 def test_sparse_facility_location_reaches_dense_objective(X):

@@ -158,17 +158,22 @@ def sparse_greedy(indptr, covered, sims, vptr, vcand, vsims, mod, weight, m):
     return chosen, values, cur, read
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def symmetric(S, tile=64):
-    """Whether S[i, j] == S[j, i] for all i, j (each tile above the diagonal against its
-    mirror; the tiles are shared evenly between threads)."""
+@numba.njit(fastmath=False, cache=True, nogil=True, parallel=True)
+def asymmetric_and_nonfinite(S, tile=128):
+    """How many pairs i < j have S[i, j] != S[j, i], and how many entries on or above the
+    diagonal are not finite. Each tile above the diagonal is compared with a transposed
+    copy of its mirror; the tiles are shared evenly between threads."""
     n = len(S)
     tiles = (n + tile - 1) // tile
     pairs = np.array([(a, b) for a in range(tiles) for b in range(a, tiles)])
-    bad = 0
+    asymmetric = nonfinite = 0
     for p in numba.prange(len(pairs)):
         a, b = pairs[p, 0] * tile, pairs[p, 1] * tile
-        for i in range(a, min(n, a + tile)):
-            for j in range(b, min(n, b + tile)):
-                bad += S[i, j] != S[j, i]
-    return bad == 0
+        ha, hb = min(n, a + tile) - a, min(n, b + tile) - b
+        mirror = np.ascontiguousarray(S[b:b + hb, a:a + ha].T)
+        for i in range(ha):
+            row = S[a + i, b:b + hb]
+            for j in range(i if a == b else 0, hb):
+                asymmetric += row[j] != mirror[i, j]
+                nonfinite += not np.isfinite(row[j])
+    return asymmetric, nonfinite

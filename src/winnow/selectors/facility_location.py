@@ -59,15 +59,20 @@ def dense_similarity(X: np.ndarray, metric: str = "cosine", gamma: float | None 
 
 
 def precomputed_similarity(S: np.ndarray) -> np.ndarray:
-    """``S`` as a float32 C-ordered matrix, after checking that it is square and symmetric."""
+    """``S`` as a float32 C-ordered matrix, after checking that it is square, symmetric
+    and finite."""
     S = np.asarray(S)
     if S.ndim != 2 or S.shape[0] != S.shape[1]:
         raise ValueError(f"a precomputed similarity must be a square matrix, not {S.shape}")
-    from winnow.selectors._coverage_kernels import symmetric  # numba: imported on use
+    from winnow.selectors._coverage_kernels import asymmetric_and_nonfinite  # numba, on use
 
     S = np.ascontiguousarray(S, dtype=np.float32)
-    if not symmetric(S):
-        raise ValueError("a precomputed similarity must be symmetric (S[i, j] == S[j, i])")
+    asymmetric, nonfinite = asymmetric_and_nonfinite(S)
+    if nonfinite:
+        raise ValueError(f"a precomputed similarity must be finite: {nonfinite} entries are not")
+    if asymmetric:
+        raise ValueError(f"a precomputed similarity must be symmetric (S[i, j] == S[j, i]): "
+                         f"{asymmetric} pairs differ")
     return S
 
 
@@ -128,6 +133,9 @@ def greedy(coverage, budget: int, *, diversity_weight: float = 1.0,
         raise ValueError(f"diversity_weight must be >= 0, not {diversity_weight}")
     n = coverage.n
     mod = np.zeros(n) if modular is None else np.asarray(modular, dtype=np.float64)
+    if not np.isfinite(mod).all():
+        bad = np.flatnonzero(~np.isfinite(mod))
+        raise ValueError(f"the modular term is not finite at positions {bad[:5].tolist()}")
     chosen, gains, cur, read = coverage.greedy(mod, float(diversity_weight), min(budget, n))
     return chosen, gains, cur, int(read)
 
@@ -193,6 +201,10 @@ class FacilityLocation(Selector):
     def select(self, budget: int, *, X: np.ndarray, scores: np.ndarray | None = None
                ) -> Selection:
         X = np.asarray(X) if self.metric == "precomputed" else np.asarray(X, np.float32)
+        if self.metric != "precomputed" and not np.isfinite(X).all():
+            rows = np.flatnonzero(~np.isfinite(X).all(axis=1))
+            raise ValueError(f"facility_location: {len(rows)} rows of X are not finite "
+                             f"(rows {rows[:5].tolist()}{' ...' if len(rows) > 5 else ''})")
         coverage, mode = build_coverage(
             X, metric=self.metric, gamma=self.gamma, mode=self.mode, dense_max=self.dense_max,
             n_neighbors=self.n_neighbors, index=self.index, nprobe=self.nprobe,
