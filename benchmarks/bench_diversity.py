@@ -14,7 +14,8 @@ fl       facility location (winnow, dense greedy, from X) vs apricot's lazy gree
          and each side has one untimed full-size run first (the first touch of fresh
          memory is slow and erratic on this virtual machine: 1.3-3.8 s for the matrix).
          winnow is also timed on that same matrix (as float32, ``metric="precomputed"``,
-         its symmetry check included): ``ratio_same_input``. Objective of both selections.
+         its symmetry and finiteness check included): ``ratio_same_input``. Objective of
+         both selections.
 sparse   facility location on a 16-NN graph (faiss IVF), 1M x 384 -> 10k: time, peak RSS.
 kcenter  k-center greedy 1M x 384 -> 10k, and the plain algorithm (all n distances every
          step) for its first ``--plain-steps`` steps: same picks, time per step.

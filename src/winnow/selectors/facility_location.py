@@ -103,11 +103,11 @@ class SparseCoverage:
     """
 
     def __init__(self, cands: np.ndarray, sims: np.ndarray, n: int):
-        n_q, k = cands.shape
         ok = (cands >= 0) & (sims > 0)
-        self.vptr = np.concatenate([[0], np.cumsum(ok.sum(1))])
+        per_point = ok.sum(1)
+        self.vptr = np.concatenate([[0], np.cumsum(per_point)])
         self.vcand, self.vsims = cands[ok].astype(np.int64), sims[ok].astype(np.float32)
-        covered = np.repeat(np.arange(n_q, dtype=np.int64), ok.sum(1))
+        covered = np.repeat(np.arange(len(cands), dtype=np.int64), per_point)
         order = np.argsort(self.vcand, kind="stable")
         self.indptr = _indptr(self.vcand, n)
         self.covered, self.sims = covered[order], self.vsims[order]
