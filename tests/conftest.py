@@ -1,18 +1,66 @@
-"""Shared fixtures: the real data beside the checkout and an isolated signal cache."""
+"""Shared fixtures: the real data beside the checkout and an isolated signal cache.
+
+The real data lives in ``../shared/data`` next to the checkout. Where it is absent the tests
+that need it are skipped on a developer's machine, but under ``CI=true`` the run stops
+with an error: a CI that skips them would be green without testing anything real.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config):
+    if _in_ci() and not SHARED_DATA.is_dir():
+        raise pytest.UsageError(
+            f"CI=true but the shared test data is missing: expected the folder {SHARED_DATA} "
+            "(the project's ../shared/data beside the checkout). Put it there and run again.")
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` next to the repository (real data for tests)."""
-    path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip(f"shared data not found at {path}")
+    if not SHARED_DATA.is_dir():
+        message = f"shared data not found at {SHARED_DATA}"
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return SHARED_DATA
+
+
+# A few Alpaca records written by the tests themselves, for tests that only need a small
+# valid input file (not the real data).
+TINY_ALPACA = [
+    {"instruction": "Name a primary colour.", "input": "", "output": "Red."},
+    {"instruction": "Add the numbers.", "input": "2 and 3", "output": "2 + 3 = 5."},
+    {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour."},
+    {"instruction": "Give the opposite word.", "input": "hot", "output": "Cold."},
+    {"instruction": "What is the capital of Italy?", "input": "", "output": "Rome."},
+    {"instruction": "Sort the list.", "input": "3, 1, 2", "output": "1, 2, 3"},
+    {"instruction": "Write a haiku about rain.", "input": "",
+     "output": "Soft rain on the roof\nwhispers to the sleeping town\npuddles hold the sky"},
+    {"instruction": "Is 7 a prime number?", "input": "", "output": "Yes, 7 is prime."},
+    {"instruction": "Summarise the sentence.", "input": "The cat sat on the mat all day.",
+     "output": "A cat stayed on a mat."},
+    {"instruction": "Spell 'cat' backwards.", "input": "", "output": "tac"},
+]
+
+
+@pytest.fixture
+def tiny_alpaca(tmp_path) -> Path:
+    """A 10-record Alpaca JSON file in the test's own folder."""
+    path = tmp_path / "tiny_alpaca.json"
+    path.write_text(json.dumps(TINY_ALPACA, indent=1), encoding="utf-8")
     return path
 
 

@@ -139,23 +139,23 @@ def test_bad_input_exits_2_naming_place(tmp_path):
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 1
 
 
-def test_unknown_method_and_param(tmp_path, shared_data):
-    data = shared_data / "alpaca_en_demo.json"
+def test_unknown_method_and_param(tmp_path, tiny_alpaca):
+    data = tiny_alpaca
     result = invoke("select", "nope", "--data", data, "--budget", "1")
     assert result.exit_code == 2 and "unknown method" in result.output
     result = invoke("select", "ifd", "--data", data, "--budget", "1", "--set", "foo=1")
     assert result.exit_code == 2 and "unknown parameters" in result.output
 
 
-def test_config_file_and_default_outputs(shared_data, tmp_path):
+def test_config_file_and_default_outputs(tiny_alpaca, tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text(f"method: random\ndata: {shared_data / 'alpaca_en_demo.json'}\n"
+    config.write_text(f"method: random\ndata: {tiny_alpaca}\n"
                       f"budget: 7\nout: {tmp_path / 'r.json'}\nseed: 3\n", encoding="utf-8")
     result = invoke("select", "--config", config)
     assert result.exit_code == 0, result.output
     assert len(json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))) == 7
     rows = read_jsonl(tmp_path / "r.scores.jsonl")
-    assert len(rows) == 999 and sum(r["selected"] for r in rows) == 7
+    assert len(rows) == 10 and sum(r["selected"] for r in rows) == 7
     assert json.loads((tmp_path / "r.manifest.json").read_text())["recipe"]["name"] == "random"
     config.write_text("method: random\nbogus: 1\n", encoding="utf-8")
     result = invoke("select", "--config", config)
