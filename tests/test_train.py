@@ -102,4 +102,7 @@ def test_export_matches_base_plus_adapter(trained_run, tmp_path):
         want = adapted(ids).logits
         got = merged(ids).logits
     assert (want - base_logits).abs().max() > 1e-3  # the adapter changed the model
-    torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
+    # merging W + BA rounds differently from the two-path forward: fp32 errors scale with
+    # the logits' magnitude, so the absolute tolerance does too
+    scale = want.abs().max().item()
+    torch.testing.assert_close(got, want, atol=2e-5 * scale, rtol=1e-4)
