@@ -19,6 +19,8 @@ beyond 20k), reporting the same figures.
 ``--compare N`` also measures MinHash+LSH with ``datasketch`` and ``rensa`` side by side
 on N records (same shingles, same bands and rows): signatures/s, LSH build+query/s,
 the mean absolute error of the Jaccard estimate on the planted pairs, and pair recall.
+``datasketch`` comes with the ``bench`` extra (``scripts/setup.sh`` installs it); without it
+``--compare`` stops with an error before anything runs.
 
     python benchmarks/bench_dedup.py                              # 1M records, 3 repeats
     python benchmarks/bench_dedup.py --n 100000 --repeats 1 --compare 20000 --semantic 100000
@@ -36,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import header, machine
 
 OUT = Path(__file__).resolve().parent / "out"
 VOCAB = 30000
@@ -164,6 +167,7 @@ def run_child(path: Path, method: str, threshold: float) -> dict:
 
 def compare_libraries(path: Path, n: int, threshold: float, num_perm: int = 128) -> list[dict]:
     """datasketch vs rensa on the first ``n`` records: same shingles, bands and rows."""
+    import datasketch
     import rensa
 
     from winnow.dedup.near import lsh_bands
@@ -214,11 +218,6 @@ def compare_libraries(path: Path, n: int, threshold: float, num_perm: int = 128)
         return out
 
     measure("rensa", rensa_sketch, lambda a, b: a.jaccard(b), rensa_lsh)
-    try:
-        import datasketch
-    except ImportError:
-        print("datasketch not installed: pip install datasketch to compare", file=sys.stderr)
-        return results
 
     def ds_sketch():
         return datasketch.MinHash.bulk([[s.encode() for s in x] for x in sets], num_perm=perms,
@@ -247,6 +246,14 @@ def main() -> None:
     ap.add_argument("--semantic", type=int, default=0, help="vectors for semantic dedup")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.compare:
+        try:
+            import datasketch  # noqa: F401
+            import rensa  # noqa: F401
+        except ImportError as e:
+            sys.exit(f"--compare needs datasketch and rensa ({e}); install the bench extra: "
+                     "pip install -e '.[bench]' (scripts/setup.sh does)")
+    info = machine(peak=False)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"dedup_pool_{args.n}.jsonl"
     n_exact, n_near = round(args.exact * args.n), round(args.near * args.n)
@@ -288,7 +295,7 @@ def main() -> None:
     compare = compare_libraries(path, args.compare, args.threshold) if args.compare else []
     path.unlink()
     command = " ".join(["python", "benchmarks/bench_dedup.py", *sys.argv[1:]])
-    doc = {"command": command, "machine": {"platform": platform.platform(),
+    doc = {"command": command, "machine": {**info, "platform": platform.platform(),
                                            "python": platform.python_version()},
            "planted": {"exact": n_exact, "near": n_near,
                        "near_at_or_above_threshold": len(near_above),
@@ -296,7 +303,7 @@ def main() -> None:
                        "near_jaccard_median": float(np.median(sims))},
            "threshold": args.threshold, "results": rows, "libraries": compare}
     (OUT / f"bench_dedup_{args.n}.json").write_text(json.dumps(doc, indent=2))
-    print(f"\n`{command}`\n")
+    print(f"\n{header(info)}\n")
     print(f"{args.n} records, {n_exact} exact and {n_near} near copies planted "
           f"({len(near_above)} of the near at Jaccard >= {args.threshold}; median "
           f"{doc['planted']['near_jaccard_median']:.3f}).\n")
@@ -315,6 +322,8 @@ def main() -> None:
         for r in compare:
             print(f"| {r['library']} | {r['signatures_per_s']:,.0f} | {r['lsh_per_s']:,.0f} | "
                   f"{r['jaccard_mae']:.4f} | {r['pair_recall']:.4f} |")
+    print(f"\ncommand: {command}")
+    print(f"json: {OUT / f'bench_dedup_{args.n}.json'}")
 
 
 if __name__ == "__main__":

@@ -2,29 +2,41 @@
 
 The loop scores one example at a time the way the official Cherry LLM script does
 (``cherry_seletion/data_analysis.py``): fp32, two forward passes per example (the prompted
-text and "### Response:" + response), ``model(input_ids, labels=labels).loss``. winnow
-scores the same examples with ``score_conversations`` (length-bucketed batches under a
-token budget, LM head only at response positions), in bf16 where the CPU supports it and
-in fp32. All variants run side by side in one process, interleaved, median of ``--runs``.
+text and "### Response:" + response), ``model(input_ids, labels=labels).loss`` (the Hugging
+Face loss: logits at every position). winnow scores the same examples with
+``score_conversations`` (length-bucketed, right-padded batches under a token budget, LM head
+only at response positions; it also computes entropy and margins), in fp32 and, where the
+CPU has bf16 instructions, in bf16. The variants run interleaved in one process (loop,
+fp32, bf16, loop, ...), no warm-up round, median of ``--runs`` (3 by default).
 
-Also measured: this machine's dense matmul throughput (fp32 and bf16, square ``torch.matmul``)
-and the fraction of it each variant reaches, counting 2 x parameters FLOPs per token.
+FLOPs are counted from the tokens each variant actually fed the model: forward hooks on the
+transformer body count ``input_ids.numel()`` (padding included) and on the LM head the
+positions given logits; FLOPs = 2 × (linear-layer parameters × tokens fed + LM-head
+parameters × positions given logits), attention scores not counted. Divided by the time and
+by this machine's measured matmul peak in the variant's dtype (``_machine.py``).
+
+The outputs are compared pairwise in the script: max relative difference of the
+conditioned loss, the response-alone loss and IFD per pair, and Spearman's rank correlation
+of IFD and loss.
 
     python benchmarks/bench_ifd.py                 # 200 Alpaca examples, 3 runs
+    python benchmarks/bench_ifd.py --n 8 --runs 1  # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
+from itertools import combinations
 from pathlib import Path
 
+import numpy as np
 import torch
+from _machine import header, machine
+from scipy.stats import spearmanr
 
 from winnow.data import load_pool
 from winnow.models.causal_lm import load_causal_lm
@@ -33,6 +45,7 @@ from winnow.signals.lm_scores import score_conversations
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "alpaca_en_demo.json"
+LOOP = "loop fp32 (per example)"
 
 CHERRY_INPUT = ("Below is an instruction that describes a task, paired with an input that "
                 "provides further context. Write a response that appropriately completes the "
@@ -43,41 +56,62 @@ CHERRY_NO_INPUT = ("Below is an instruction that describes a task. Write a respo
                    "### Response:")
 
 
-def per_example_loop(lm, records: list[dict], max_length: int) -> tuple[list[float], int]:
-    """Cherry-style IFD, one example at a time; returns (ifd per example, tokens fed)."""
+def per_example_loop(lm, records: list[dict], max_length: int) -> dict[str, np.ndarray]:
+    """Cherry-style loss, loss alone and IFD, one example and one text at a time."""
     tok, model = lm.tokenizer, lm.model
-    out, tokens = [], 0
 
     def part(text: str, span: str, limit: int) -> float:
-        nonlocal tokens
         ids = tok.encode(text, return_tensors="pt", truncation=True, max_length=limit)
         start = len(tok.encode(text[:text.rfind(span)]))
         labels = ids.clone()
         labels[0, :start] = -100
-        tokens += ids.shape[1]
         with torch.no_grad():
             return model(ids.to(lm.device), labels=labels.to(lm.device)).loss.item()
 
+    loss, alone = [], []
     for rec in records:
         prompt = (CHERRY_INPUT if rec["input"] else CHERRY_NO_INPUT).format_map(rec)
         prompt_len = len(tok.encode(prompt, truncation=True, max_length=max_length))
-        alone = part("### Response:" + rec["output"], rec["output"],
-                     max_length - prompt_len + 4)
-        cond = part(prompt + rec["output"], rec["output"], max_length)
-        out.append(cond / alone)
-    return out, tokens
+        alone.append(part("### Response:" + rec["output"], rec["output"],
+                          max_length - prompt_len + 4))
+        loss.append(part(prompt + rec["output"], rec["output"], max_length))
+    loss, alone = np.array(loss), np.array(alone)
+    return {"loss": loss, "loss_alone": alone, "ifd": loss / alone}
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """Median GFLOP/s of an n x n x n matmul in ``dtype``."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+class TokenCounter:
+    """Tokens fed to the transformer body and positions given logits, by forward hooks."""
+
+    def __init__(self, model):
+        self.fed = self.head = 0
+        model.get_decoder().register_forward_pre_hook(self._fed, with_kwargs=True)
+        model.get_output_embeddings().register_forward_hook(self._head)
+
+    def _fed(self, module, args, kwargs):
+        self.fed += kwargs.get("input_ids", args[0] if args else None).numel()
+
+    def _head(self, module, inputs, output):
+        self.head += inputs[0].shape[:-1].numel()
+
+
+def linear_params(model) -> tuple[int, int]:
+    """(parameters of the Linear layers other than the LM head, LM-head parameters)."""
+    head = model.get_output_embeddings()
+    body = sum(m.weight.numel() for m in model.modules()
+               if isinstance(m, torch.nn.Linear) and m is not head)
+    return body, head.weight.numel()
+
+
+def compare(a: dict, b: dict) -> dict:
+    """Max relative difference (relative to ``a``) of each output and Spearman of IFD, loss."""
+    out = {}
+    for key in ("loss", "loss_alone", "ifd"):
+        x, y = np.asarray(a[key], np.float64), np.asarray(b[key], np.float64)
+        ok = np.isfinite(x) & np.isfinite(y)
+        out[f"{key}_max_rel_diff"] = float(np.max(np.abs(x[ok] - y[ok]) / np.abs(x[ok])))
+        if key != "loss_alone":
+            out[f"{key}_spearman"] = float(spearmanr(x[ok], y[ok]).statistic)
+    return out
 
 
 def main() -> None:
@@ -90,72 +124,77 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "bench_ifd.json")
     args = ap.parse_args()
 
+    info = machine()
     pool = load_pool(args.data).subset(range(args.n))
-    records = pool.records
     lm32 = load_causal_lm("default", dtype="fp32")
-    variants = {"loop fp32 (per example)": None, "winnow fp32": lm32}
+    variants = {LOOP: lm32, "winnow fp32": lm32}
     if cpu_has_bf16() or lm32.device.type == "cuda":
         variants["winnow bf16"] = load_causal_lm("default", dtype="bf16")
-    params = sum(p.numel() for p in lm32.model.parameters())
+    counters = {id(lm.model): TokenCounter(lm.model) for lm in variants.values()}
+    body, head = linear_params(lm32.model)
 
     times: dict[str, list[float]] = {k: [] for k in variants}
-    tokens: dict[str, int] = {}
-    results: dict[str, list[float]] = {}
+    tokens: dict[str, dict] = {}
+    outputs: dict[str, dict] = {}
     for run in range(args.runs):
         for name, lm in variants.items():
+            count = counters[id(lm.model)]
+            count.fed = count.head = 0
             t = time.perf_counter()
-            if lm is None:
-                ifd, tokens[name] = per_example_loop(lm32, records, args.max_length)
+            if name == LOOP:
+                outputs[name] = per_example_loop(lm, pool.records, args.max_length)
             else:
                 cols = score_conversations(lm, pool.conversations, template="alpaca",
                                            max_length=args.max_length, ifd="cherry",
                                            token_budget=args.token_budget)
-                ifd = cols["ifd"].tolist()
+                outputs[name] = {k: cols[k] for k in ("loss", "loss_alone", "ifd")}
             times[name].append(time.perf_counter() - t)
-            results[name] = ifd
+            tokens[name] = {"fed": count.fed, "given_logits": count.head}
             print(f"run {run + 1}/{args.runs} {name}: {times[name][-1]:.1f} s", file=sys.stderr)
-    # every variant feeds the model the same token sequences
-    for name in variants:
-        tokens[name] = tokens["loop fp32 (per example)"]
 
-    peak = {"fp32": matmul_gflops(torch.float32)}
-    if "winnow bf16" in variants:
-        peak["bf16"] = matmul_gflops(torch.bfloat16)
-    base = statistics.median(times["loop fp32 (per example)"])
+    peak = info["peak_gflops"]
+    base = statistics.median(times[LOOP])
     rows = []
     for name in variants:
         sec = statistics.median(times[name])
-        gflops = 2 * params * tokens[name] / sec / 1e9
         dt = "bf16" if "bf16" in name else "fp32"
-        rows.append({"variant": name, "seconds": sec, "runs": times[name],
-                     "examples_per_s": args.n / sec, "tokens_per_s": tokens[name] / sec,
-                     "speedup": base / sec, "gflops": gflops, "dtype": dt,
-                     "fraction_of_matmul": gflops / peak[dt]})
+        flops = 2 * (body * tokens[name]["fed"] + head * tokens[name]["given_logits"])
+        rows.append({"variant": name, "dtype": dt, "seconds": sec, "runs_s": times[name],
+                     "examples_per_s": args.n / sec, "tokens": tokens[name],
+                     "speedup": base / sec, "flops": flops, "gflops": flops / sec / 1e9,
+                     "fraction_of_peak": flops / sec / 1e9 / peak[dt]})
+    agreement = {f"{a} vs {b}": compare(outputs[a], outputs[b])
+                 for a, b in combinations(variants, 2)}
 
     command = "python benchmarks/bench_ifd.py " + " ".join(sys.argv[1:])
-    print(f"\nIFD scoring, SmolLM2-135M-Instruct, {args.n} Alpaca examples, max_length "
-          f"{args.max_length}, median of {args.runs} runs, {os.cpu_count()} CPUs "
-          f"({platform.processor() or platform.machine()}), torch threads "
-          f"{torch.get_num_threads()}\n")
-    print("| variant | s | examples/s | tokens/s | speedup | GFLOP/s | of matmul peak |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n{header(info)}\n")
+    print(f"IFD scoring on {info['cpu']}, SmolLM2-135M-Instruct, {args.n} Alpaca examples, "
+          f"max_length {args.max_length}, median of {args.runs} interleaved runs\n")
+    print("| variant | dtype | s | examples/s | speed-up | tokens fed (incl. padding) | "
+          "positions given logits | GFLOP/s | of matmul peak |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['seconds']:.1f} | {r['examples_per_s']:.2f} | "
-              f"{r['tokens_per_s']:.0f} | {r['speedup']:.2f}x | {r['gflops']:.1f} | "
-              f"{r['fraction_of_matmul']:.0%} of {r['dtype']} |")
-    print("\nmatmul 2048^3: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
-    print(f"FLOPs counted as 2 x {params / 1e6:.1f}M params x tokens fed "
-          f"({tokens['winnow fp32']} tokens)")
+        print(f"| {r['variant']} | {r['dtype']} | {r['seconds']:.1f} | "
+              f"{r['examples_per_s']:.2f} | {r['speedup']:.2f}x | {r['tokens']['fed']} | "
+              f"{r['tokens']['given_logits']} | {r['gflops']:.1f} | "
+              f"{r['fraction_of_peak']:.0%} of {r['dtype']} |")
+    print(f"\nFLOPs = 2 x ({body / 1e6:.1f}M linear params x tokens fed + {head / 1e6:.1f}M "
+          "LM-head params x positions given logits), counted by hooks on the model\n")
+    print("| pair | loss max rel. diff | loss alone max rel. diff | IFD max rel. diff | "
+          "IFD Spearman | loss Spearman |\n|---|---:|---:|---:|---:|---:|")
+    for pair, c in agreement.items():
+        print(f"| {pair} | {c['loss_max_rel_diff']:.2e} | {c['loss_alone_max_rel_diff']:.2e} "
+              f"| {c['ifd_max_rel_diff']:.2e} | {c['ifd_spearman']:.5f} | "
+              f"{c['loss_spearman']:.5f} |")
     print(f"\ncommand: {command}")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"command": command, "n": args.n, "max_length": args.max_length,
-              "runs": args.runs, "params": params, "tokens": tokens["winnow fp32"],
-              "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-              "device": str(lm32.device), "matmul_gflops": peak, "rows": rows,
-              "load_average": os.getloadavg()}
+    report = {"command": command, "machine": info, "n": args.n,
+              "max_length": args.max_length, "runs": args.runs, "linear_params": body,
+              "head_params": head, "device": str(lm32.device), "rows": rows,
+              "agreement": agreement}
     args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    print(f"json: {args.out}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import header, machine
+
 OUT = Path(__file__).resolve().parent / "out"
 LIMIT_GIB = 3.0
 WORDS = (
@@ -95,6 +97,7 @@ def main() -> None:
     ap.add_argument("--frac", type=float, default=0.05, help="fraction written as a subset")
     ap.add_argument("--dir", type=Path, default=OUT, help="where the pool is generated")
     args = ap.parse_args()
+    info = machine(peak=False)
 
     args.dir.mkdir(parents=True, exist_ok=True)
     src = args.dir / f"pool_{args.n}.jsonl"
@@ -119,12 +122,13 @@ def main() -> None:
         "subset_fraction": args.frac, "runs": args.runs, "median_s": med,
         "peak_rss_gib": peak_gib, "limit_gib": LIMIT_GIB, "within_limit": peak_gib < LIMIT_GIB,
         "fingerprint": runs[0]["fingerprint"], "python": platform.python_version(),
-        "machine": platform.platform(), "per_run": runs,
+        "machine": {**info, "platform": platform.platform()}, "per_run": runs,
         "command": "python " + " ".join(["benchmarks/bench_pool_io.py", *sys.argv[1:]]),
     }
     (OUT / "bench_pool_io.json").write_text(json.dumps(result, indent=2))
 
-    print(f"\nPool I/O, {result['records']:,} Alpaca records in JSONL "
+    print(f"\n{header(info)}\n")
+    print(f"Pool I/O, {result['records']:,} Alpaca records in JSONL "
           f"({size / 2**20:.0f} MiB, {result['bytes_per_record']:.0f} B/record), "
           f"median of {args.runs} runs\n")
     print("| step | median time (s) |")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import header, machine
 
 from winnow.data import load_pool
 from winnow.recipes.runner import run_recipe
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None, help="cache root (default: winnow's)")
     args = ap.parse_args()
+    info = machine(peak=False)
     pool = load_pool(DATA / "mixed_pool.jsonl")
     if args.subsample:
         keep = np.sort(np.random.default_rng(args.seed).choice(len(pool), args.subsample,
@@ -75,17 +77,22 @@ def main() -> None:
                      "seconds": time.perf_counter() - t})
         print(f"{method}: {rows[-1]['mmlu_fraction']:.3f} of {len(sel)} "
               f"({rows[-1]['seconds']:.0f}s)", flush=True)
-    result = {"args": vars(args), "pool": len(pool), "base_rate": base, "rows": rows}
+    command = "python benchmarks/bench_targeted.py " + " ".join(sys.argv[1:])
+    result = {"command": command, "machine": info, "args": vars(args), "pool": len(pool),
+              "target": len(target), "base_rate": base, "rows": rows}
     out = ROOT / "benchmarks" / "out" / "targeted.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"\npool {len(pool)} examples, mmlu base rate {base:.3f}, budget {args.budget}\n")
+    print(f"\n{header(info)}\n")
+    print(f"Targeted selection: pool {len(pool)} examples (mixed_pool.jsonl), target "
+          f"{len(target)} held-out MMLU exemplars, budget {args.budget}; mmlu base rate "
+          f"{base:.3f}\n")
     print("| method | selected | fraction from mmlu | x base rate | seconds |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['method']} | {r['selected']} | {r['mmlu_fraction']:.3f} | "
               f"{r['mmlu_fraction'] / base:.1f} | {r['seconds']:.0f} |")
-    print(f"\ncommand: python benchmarks/bench_targeted.py {' '.join(sys.argv[1:])}")
+    print(f"\ncommand: {command}")
     print(f"json: {out}")
 
 

@@ -1,0 +1,83 @@
+"""The machine a benchmark ran on, printed above its table and stored in its JSON.
+
+``machine()`` returns the CPU model name, its SIMD/matrix flags that matter for fp32 and
+bf16 matmuls, the logical CPU count, torch's version and thread count, the load average,
+and this machine's measured dense matmul peak: the median GFLOP/s (2·n³ FLOPs) of
+``repeats`` n×n×n ``torch.matmul`` calls after one untimed call, in fp32 and in bf16.
+Benchmarks divide their own FLOP rates by these peaks. ``header(info)`` formats it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_model_and_flags() -> tuple[str, set[str]]:
+    """CPU model name and flag set from /proc/cpuinfo ("unknown", {} elsewhere)."""
+    model, flags = platform.processor() or platform.machine() or "unknown", set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return model, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+            break
+    return model, flags
+
+
+def matmul_gflops(dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Median GFLOP/s of ``repeats`` n×n×n matmuls in ``dtype`` (one untimed call first)."""
+    import torch
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def machine(peak: bool = True, n: int = 2048, repeats: int = 5) -> dict:
+    """CPU, flags, torch and (``peak``) the measured fp32 and bf16 matmul GFLOP/s."""
+    import torch
+
+    model, flags = cpu_model_and_flags()
+    info = {"cpu": model, "cpus": os.cpu_count(),
+            "flags": {f: f in flags for f in FLAGS},
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    if peak:
+        info["matmul"] = f"{n}^3, median of {repeats}"
+        info["peak_gflops"] = {"fp32": matmul_gflops(torch.float32, n, repeats),
+                               "bf16": matmul_gflops(torch.bfloat16, n, repeats)}
+    return info
+
+
+def header(info: dict) -> str:
+    """Two lines for above a table: CPU and flags, then the matmul peaks."""
+    have = " ".join(f for f, on in info["flags"].items() if on) or "none"
+    lack = " ".join(f for f, on in info["flags"].items() if not on) or "none"
+    lines = [f"CPU: {info['cpu']} ({info['cpus']} logical CPUs; has {have}; lacks {lack}); "
+             f"torch {info['torch']}, {info['torch_threads']} threads; load average "
+             f"{' '.join(str(x) for x in info['load_average'])}"]
+    if "peak_gflops" in info:
+        p = info["peak_gflops"]
+        lines.append(f"measured matmul peak ({info['matmul']}): fp32 {p['fp32']:.1f} GFLOP/s, "
+                     f"bf16 {p['bf16']:.1f} GFLOP/s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(header(machine()))
