@@ -91,6 +91,13 @@ def test_greedy_equals_plain_greedy_with_duplicates(X):
     assert idx.tolist() == plain_greedy(dense_graph.T, 400)
 
 
+def test_dense_similarity_is_exactly_symmetric_at_every_size(X):
+    for n, block in ((50, 1024), (300, 128), (800, 1024)):
+        S = dense_similarity(X[:n], block=block)
+        assert np.array_equal(S, S.T), n
+        get_selector("facility_location", metric="precomputed").select(5, X=S)  # accepted
+
+
 def test_facility_location_on_a_precomputed_similarity(X):
     sub = X[:800]
     S = dense_similarity(sub)

@@ -11,9 +11,8 @@ Two ways, same result:
 ``loop``: one forward/backward per example (the way the LESS code works); the reference,
     and the fallback when a trainable parameter is not a Linear weight or bias.
 
-``benchmarks/bench_gradients.py`` times both (and the LESS-style pipeline) side by side; on
-the SmolLM2-135M LoRA on CPU ``hooks`` was 1.3x faster than ``loop`` on batches of 8 (the
-forward/backward through the frozen model dominates either way). The loss of an example is
+``benchmarks/bench_gradients.py`` times both (and the LESS-style pipeline) side by side. The
+loss of an example is
 the mean token NLL over its labelled (response) tokens, with logits computed only at those
 positions.
 """

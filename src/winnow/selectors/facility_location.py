@@ -48,6 +48,9 @@ def dense_similarity(X: np.ndarray, metric: str = "cosine", gamma: float | None 
         np.matmul(X[a:a + block], XT[:, a:], out=S[a:a + block, a:])
     for a in range(0, n, block):
         S[a + block:, a:a + block] = S[a:a + block, a + block:].T
+        D = S[a:a + block, a:a + block]  # one BLAS product: not bitwise symmetric itself
+        lower = np.tril_indices(len(D), -1)
+        D[lower] = D.T[lower]
     if metric == "cosine":
         return S
     gamma = 1.0 / X.shape[1] if gamma is None else gamma
