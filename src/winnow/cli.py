@@ -200,7 +200,7 @@ def score_cmd(
     out_path: Annotated[str, typer.Option("--out", "-o", help="Scores file "
                                           "(.parquet/.jsonl/.json/.csv).")],
     model: Annotated[str, typer.Option(help="Causal LM: HF id or path.")] = "default",
-    template: Annotated[str, typer.Option(help="alpaca | chat | plain.")] = "alpaca",
+    template: Annotated[str, typer.Option(help="alpaca | vicuna | chat | plain.")] = "alpaca",
     max_length: Annotated[int, typer.Option(help="Max tokens per example.")] = 512,
     ifd_mode: Annotated[str, typer.Option("--ifd", help="cherry | superfilter.")] = "cherry",
     dtype: Annotated[str, typer.Option(help="auto | bf16 | fp32 | fp16.")] = "auto",

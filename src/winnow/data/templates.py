@@ -25,6 +25,18 @@ Templates
     multi-turn conversation follow as more blocks: ``\\n\\n### Instruction:\\n{q}`` (plus
     ``\\n\\n### Input:\\n{input}`` when present) then ``\\n\\n### Response:{a}``; a tool turn
     renders as ``\\n\\n### Input:\\n{content}``. A system turn replaces the preamble.
+``vicuna``
+    The Vicuna prompt of Cherry LLM's Llama-2 runs (``cherry_seletion/data_analysis_vic.py``),
+    character for character::
+
+        A chat between a curious user and an artificial intelligence assistant. The assistant
+        gives helpful, detailed, and polite answers to the user's questions. USER: {instruction}[
+        Input:
+        {input}] ASSISTANT:{response}
+
+    (one line up to ``USER:``; no space between ``ASSISTANT:`` and the response, as there).
+    Further exchanges follow as `` USER: {q}`` and `` ASSISTANT:{a}``; a tool turn renders as
+    ``\\nInput:\\n{content}``; a system turn replaces the opening sentence.
 ``chat``
     The tokenizer's own chat template; each assistant message's content is the response.
 ``plain``
@@ -33,8 +45,8 @@ Templates
     separates a response from the next turn.
 
 The unconditioned text of IFD (``response_header``) is the text that introduces a response:
-``"### Response:"`` for alpaca, the chat template's generation prompt for chat, nothing for
-plain.
+``"### Response:"`` for alpaca, ``"ASSISTANT:"`` for vicuna, the chat template's generation
+prompt for chat, nothing for plain.
 """
 
 from __future__ import annotations
@@ -50,6 +62,10 @@ ALPACA_PREAMBLE_INPUT = ("Below is an instruction that describes a task, paired 
                          "that provides further context. "
                          "Write a response that appropriately completes the request.")
 ALPACA_RESPONSE = "### Response:"
+VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
+                 "The assistant gives helpful, detailed, and polite answers to the user's "
+                 "questions.")
+VICUNA_RESPONSE = "ASSISTANT:"
 
 Conversation = list[dict[str, Any]]
 
@@ -142,6 +158,30 @@ class AlpacaTemplate(Template):
         return ALPACA_RESPONSE
 
 
+class VicunaTemplate(Template):
+    name = "vicuna"
+
+    def render(self, conversation: Conversation, tokenizer: Any = None) -> Rendered:
+        system = [str(t["content"]) for t in conversation if t["role"] == "system"]
+        text = "\n\n".join(system) if system else VICUNA_SYSTEM
+        spans = []
+        for turn in conversation:
+            role = turn["role"]
+            if role == "user":
+                instruction, inp = _user_parts(turn)
+                text += f" USER: {instruction}" + (f"\nInput:\n{inp}" if inp else "")
+            elif role == "tool":
+                text += f"\nInput:\n{turn['content']}"
+            elif role == "assistant":
+                text += " " + VICUNA_RESPONSE
+                spans.append((len(text), len(text) + len(turn["content"])))
+                text += turn["content"]
+        return Rendered(text, tuple(spans), True)
+
+    def response_header(self, tokenizer: Any = None) -> str:
+        return VICUNA_RESPONSE
+
+
 class PlainTemplate(Template):
     name = "plain"
 
@@ -205,12 +245,12 @@ class ChatTemplate(Template):
         return with_prompt[len(without):] if with_prompt.startswith(without) else ""
 
 
-TEMPLATES: dict[str, type[Template]] = {t.name: t for t in (AlpacaTemplate, ChatTemplate,
-                                                             PlainTemplate)}
+TEMPLATES: dict[str, type[Template]] = {t.name: t for t in (AlpacaTemplate, VicunaTemplate,
+                                                             ChatTemplate, PlainTemplate)}
 
 
 def get_template(name: str | Template) -> Template:
-    """A template by name: "alpaca", "chat" or "plain"."""
+    """A template by name: "alpaca", "vicuna", "chat" or "plain"."""
     if isinstance(name, Template):
         return name
     try:

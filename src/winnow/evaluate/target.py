@@ -95,8 +95,9 @@ def choice_accuracy(model, tokenizer, template: str, target: Pool, answers: list
 
 @torch.no_grad()
 def generate_answers(model, tokenizer, template: str, prompts: list[list[dict[str, Any]]],
-                     max_new_tokens: int = 256) -> list[str]:
-    """Greedy response of ``model`` to each prompt conversation (turns before the answer)."""
+                     max_new_tokens: int = 256, num_beams: int = 1) -> list[str]:
+    """Deterministic response of ``model`` to each prompt conversation (turns before the
+    answer): greedy, or beam search with ``num_beams`` beams."""
     tpl = get_template(template)
     device = _device(model)
     was_training = model.training
@@ -107,7 +108,7 @@ def generate_answers(model, tokenizer, template: str, prompts: list[list[dict[st
         enc = tokenizer(rendered.prompt, return_tensors="pt",
                         add_special_tokens=rendered.add_special_tokens).to(device)
         ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
+                             num_beams=num_beams, pad_token_id=tokenizer.pad_token_id)
         out.append(tokenizer.decode(ids[0, enc["input_ids"].shape[1]:],
                                     skip_special_tokens=True).strip())
     model.train(was_training)

@@ -122,20 +122,23 @@ class NiceDynamic(GradientDynamic):
     """NICE at every update: target features are policy gradients of rewarded samples of
     the live model. DataFlex keys: reward_model_backend (rule), reward_backend_params,
     mc_samples (4), max_new_tokens (512), generation_temperature (0.7), max_prompt_length
-    (4096); proj_dim defaults to 4096. ``cache_dir`` and ``save_interval`` are accepted (the
-    run's selection log already records and resumes every update)."""
+    (4096); proj_dim defaults to 4096. Sampling uses NICE's top_p (0.95) and top_k (50).
+    ``cache_dir`` and ``save_interval`` are accepted (the run's selection log already
+    records and resumes every update)."""
 
     name = "nice"
 
     def __init__(self, proj_dim: int = 4096, reward_model_backend: str = "rule",
                  reward_backend_params: dict | None = None, mc_samples: int = 4,
                  max_new_tokens: int = 512, generation_temperature: float = 0.7,
-                 max_prompt_length: int = 4096, cache_dir: str | None = None,
-                 save_interval: int | None = None, **params: Any):
+                 top_p: float = 0.95, top_k: int = 50, max_prompt_length: int = 4096,
+                 cache_dir: str | None = None, save_interval: int | None = None,
+                 **params: Any):
         super().__init__(proj_dim=proj_dim, reward_model_backend=reward_model_backend,
                          reward_backend_params=dict(reward_backend_params or {}),
                          mc_samples=int(mc_samples), max_new_tokens=int(max_new_tokens),
                          generation_temperature=float(generation_temperature),
+                         top_p=float(top_p), top_k=int(top_k),
                          max_prompt_length=int(max_prompt_length), **params)
         self.reward = make_reward(reward_model_backend, reward_backend_params)
 
@@ -146,7 +149,8 @@ class NiceDynamic(GradientDynamic):
             pad_id=tokenizer.pad_token_id, mc_samples=p["mc_samples"],
             temperature=p["generation_temperature"], max_new_tokens=p["max_new_tokens"],
             max_prompt_length=p["max_prompt_length"], seed=p["seed"] + state.phase.start,
-            template=state.extras.get("template"), max_tokens=p["max_tokens"],
+            template=state.extras.get("template"), top_p=p["top_p"], top_k=p["top_k"],
+            max_tokens=p["max_tokens"],
             max_batch=p["max_batch"])
         return normalise(raw)[0]
 

@@ -11,10 +11,11 @@ DataFlex's configuration keys are accepted with its defaults: ``gradient_type`` 
 examples per cached shard), ``reward_model_backend`` (api | local | rule) with
 ``reward_backend_params``, ``mc_samples`` (4; NICE's code uses 20), ``max_new_tokens`` (512),
 ``generation_temperature`` (0.7), ``max_prompt_length`` (4096), ``cache_dir`` (the cache
-root for this signal's work). Two DataFlex defects are not reproduced: its Adam transform
-of the pool gradients is computed and then discarded (plain gradients are used), and its
-selector requires ``policy_model_path``/``reward_model_path`` that its shipped config never
-passes.
+root for this signal's work). Sampling uses NICE's own nucleus settings, ``top_p`` (0.95)
+and ``top_k`` (50); DataFlex leaves them to the model's generation config. Two DataFlex
+defects are not reproduced: its Adam transform of the pool gradients is computed and then
+discarded (plain gradients are used), and its selector requires
+``policy_model_path``/``reward_model_path`` that its shipped config never passes.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class NiceInfluence(LessInfluence):
                  proj_dim: int = 4096, seed: int = 0, save_interval: int = 16,
                  reward_model_backend: str = "rule", reward_backend_params: dict | None = None,
                  mc_samples: int = 4, max_new_tokens: int = 512,
-                 generation_temperature: float = 0.7, max_prompt_length: int = 4096,
-                 cache_dir: str | None = None, **less_params: Any):
+                 generation_temperature: float = 0.7, top_p: float = 0.95, top_k: int = 50,
+                 max_prompt_length: int = 4096, cache_dir: str | None = None,
+                 **less_params: Any):
         super().__init__(target, gradient_type=gradient_type, proj_dim=proj_dim,
                          proj_seed=seed, **less_params)
         self.params.update(seed=int(seed), save_interval=int(save_interval),
@@ -49,6 +51,7 @@ class NiceInfluence(LessInfluence):
                            reward_backend_params=dict(reward_backend_params or {}),
                            mc_samples=int(mc_samples), max_new_tokens=int(max_new_tokens),
                            generation_temperature=float(generation_temperature),
+                           top_p=float(top_p), top_k=int(top_k),
                            max_prompt_length=int(max_prompt_length), cache_dir=cache_dir)
 
     def get_params(self) -> dict[str, Any]:
@@ -65,8 +68,8 @@ class NiceInfluence(LessInfluence):
             method=p["method"], device=p["device"], dtype=p["dtype"],
             reward_backend=p["reward_model_backend"], reward_params=p["reward_backend_params"],
             mc_samples=p["mc_samples"], temperature=p["generation_temperature"],
-            max_new_tokens=p["max_new_tokens"], max_prompt_length=p["max_prompt_length"],
-            seed=p["seed"])
+            top_p=p["top_p"], top_k=p["top_k"], max_new_tokens=p["max_new_tokens"],
+            max_prompt_length=p["max_prompt_length"], seed=p["seed"])
         sig.shard_size = p["save_interval"]
         return sig
 

@@ -1,8 +1,9 @@
 """NICE target features: projected policy gradients of rewarded generations.
 
 For a target example with prompt x: sample ``mc_samples`` responses y_s from the model being
-selected for (temperature ``temperature``, at most ``max_new_tokens``, prompt left-truncated
-to ``max_prompt_length``), score each with a reward backend, and take the gradient of
+selected for (temperature ``temperature``, nucleus ``top_p`` 0.95 and ``top_k`` 50 as NICE's
+``collect_generation.py`` samples, at most ``max_new_tokens``, prompt left-truncated to
+``max_prompt_length``), score each with a reward backend, and take the gradient of
 (1/S) Σ_s r_s · NLL(y_s | x), NLL summed over the response tokens (NICE's un-normalised
 policy-gradient loss; DataFlex's NICE averages over the samples the same way). Samples
 whose reward is missing are left out of the sum and of S. Sampling is seeded per example:
@@ -34,15 +35,17 @@ def reward_example(pool: Pool, i: int) -> dict[str, Any]:
 
 
 def generate(model, tokenizer, prompt: list[int], n: int, *, temperature: float,
-             max_new_tokens: int, seed: int) -> list[list[int]]:
+             max_new_tokens: int, seed: int, top_p: float = 0.95,
+             top_k: int = 50) -> list[list[int]]:
     """``n`` sampled continuations of ``prompt`` (token ids, EOS kept when produced)."""
     device = next(model.parameters()).device
     ids = torch.tensor([prompt], device=device)
     torch.manual_seed(seed)
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                             temperature=temperature, max_new_tokens=max_new_tokens,
-                             num_return_sequences=n, pad_token_id=tokenizer.pad_token_id)
+                             temperature=temperature, top_p=top_p, top_k=top_k,
+                             max_new_tokens=max_new_tokens, num_return_sequences=n,
+                             pad_token_id=tokenizer.pad_token_id)
     result = []
     for row in out[:, len(prompt):].tolist():
         if tokenizer.eos_token_id in row:
@@ -57,14 +60,15 @@ def generate(model, tokenizer, prompt: list[int], n: int, *, temperature: float,
 def policy_features(model, tokenizer, pool: Pool, rows, reward: RewardBackend, projector, *,
                     pad_id: int, mc_samples: int, temperature: float, max_new_tokens: int,
                     max_prompt_length: int, seed: int, template: str | None,
-                    max_tokens: int = 4096, max_batch: int = 16
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    top_p: float = 0.95, top_k: int = 50, max_tokens: int = 4096,
+                    max_batch: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features (len(rows), proj_dim) float32, mean reward, missing rewards) of target rows."""
     feats, means, missing = [], [], []
     for i in rows:
         prompt = prompt_ids(tokenizer, pool.conversations[i], max_prompt_length, template)
         samples = generate(model, tokenizer, prompt, mc_samples, temperature=temperature,
-                           max_new_tokens=max_new_tokens, seed=seed + 997 * int(i))
+                           max_new_tokens=max_new_tokens, seed=seed + 997 * int(i),
+                           top_p=top_p, top_k=top_k)
         example = reward_example(pool, i)
         rewards = [reward.score(example, tokenizer.decode(s, skip_special_tokens=True))
                    for s in samples]
@@ -88,8 +92,8 @@ class PolicyGradientFeatures(GradientFeatures):
     """NICE target features (see module docstring), computed on the *target* pool.
 
     Extra parameters: ``reward_backend`` and ``reward_params`` (see
-    :func:`winnow.models.reward.make_reward`), ``mc_samples``, ``temperature``,
-    ``max_new_tokens``, ``max_prompt_length``, ``seed``.
+    :func:`winnow.models.reward.make_reward`), ``mc_samples``, ``temperature``, ``top_p``,
+    ``top_k``, ``max_new_tokens``, ``max_prompt_length``, ``seed``.
     Columns: ``grad`` (m, proj_dim) float16 unit rows, ``grad_norm``, ``reward_mean`` (mean
     reward of the scored samples, NaN when none) and ``rewards_missing`` (count).
     """
@@ -99,13 +103,15 @@ class PolicyGradientFeatures(GradientFeatures):
     shard_size = 16
 
     def __init__(self, *, reward_backend: str = "rule", reward_params: dict | None = None,
-                 mc_samples: int = 4, temperature: float = 0.7, max_new_tokens: int = 512,
-                 max_prompt_length: int = 4096, seed: int = 0, **params: Any):
+                 mc_samples: int = 4, temperature: float = 0.7, top_p: float = 0.95,
+                 top_k: int = 50, max_new_tokens: int = 512, max_prompt_length: int = 4096,
+                 seed: int = 0, **params: Any):
         params.setdefault("gradient_type", "sgd")
         super().__init__(**params)
         self.reward: RewardBackend = make_reward(reward_backend, reward_params)
         self.params.update(reward=self.reward.identity(), mc_samples=int(mc_samples),
-                           temperature=float(temperature), max_new_tokens=int(max_new_tokens),
+                           temperature=float(temperature), top_p=float(top_p),
+                           top_k=int(top_k), max_new_tokens=int(max_new_tokens),
                            max_prompt_length=int(max_prompt_length), seed=int(seed))
 
     def compute(self, pool: Pool, start: int, stop: int) -> Columns:
@@ -115,7 +121,8 @@ class PolicyGradientFeatures(GradientFeatures):
             lm.model, lm.tokenizer, pool, range(start, stop), self.reward, self.projector(),
             pad_id=lm.pad_id, mc_samples=p["mc_samples"], temperature=p["temperature"],
             max_new_tokens=p["max_new_tokens"], max_prompt_length=p["max_prompt_length"],
-            seed=p["seed"], template=p["template"], max_tokens=p["max_tokens"],
+            seed=p["seed"], template=p["template"], top_p=p["top_p"], top_k=p["top_k"],
+            max_tokens=p["max_tokens"],
             max_batch=p["max_batch"])
         unit, norms = normalise(feats)
         return {"grad": unit, "grad_norm": norms, "reward_mean": means,

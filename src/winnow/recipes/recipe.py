@@ -4,6 +4,10 @@ A recipe has a name, a one-line summary, its paper and official repository, para
 (overridable with ``--set key=value``), signal instances and a list of stages. ``"{param}"``
 anywhere in signals or stages is replaced by the parameter's value (a string that is
 exactly ``"{param}"`` takes the value with its type).
+
+``include: <recipe>`` (a built-in name, or a .yaml path relative to the including file)
+makes another recipe the base: the including file's keys replace the base's, and its
+``params`` are merged into the base's (a preset changes a few defaults and repeats nothing).
 """
 
 from __future__ import annotations
@@ -73,12 +77,32 @@ def _builtin_dir():
     return resources.files("winnow.recipes") / "builtin"
 
 
+def _read(entry, where: Path | None, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The mapping of the recipe file ``entry`` with its ``include:`` resolved."""
+    doc = yaml.safe_load(entry.read_text())
+    if not isinstance(doc, dict) or "include" not in doc:
+        return doc
+    ref = str(doc["include"])
+    if ref in seen:
+        raise ValueError(f"recipe {entry.name}: include cycle {' -> '.join([*seen, ref])}")
+    local = (where / ref) if where is not None else None
+    if ref.endswith((".yaml", ".yml")) and local is not None and local.is_file():
+        base = _read(local, local.parent, (*seen, ref))
+    elif (_builtin_dir() / f"{ref}.yaml").is_file():
+        base = _read(_builtin_dir() / f"{ref}.yaml", None, (*seen, ref))
+    else:
+        raise KeyError(f"recipe {entry.name}: include {ref!r} is neither a built-in recipe "
+                       "nor a .yaml file beside it")
+    rest = {k: v for k, v in doc.items() if k != "include"}
+    return {**base, **rest, "params": {**base.get("params", {}), **rest.get("params", {})}}
+
+
 def list_recipes() -> list[Recipe]:
     """Every built-in recipe, sorted by name."""
     out = []
     for entry in _builtin_dir().iterdir():
         if entry.name.endswith(".yaml"):
-            out.append(Recipe.from_dict(yaml.safe_load(entry.read_text()), path=entry.name))
+            out.append(Recipe.from_dict(_read(entry, None), path=entry.name))
     return sorted(out, key=lambda r: r.name)
 
 
@@ -86,10 +110,10 @@ def load_recipe(name_or_path: str) -> Recipe:
     """A built-in recipe by name, or a recipe YAML file by path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
-        return Recipe.from_dict(yaml.safe_load(path.read_text()), path=str(path))
+        return Recipe.from_dict(_read(path, path.parent), path=str(path))
     entry = _builtin_dir() / f"{name_or_path}.yaml"
     if not entry.is_file():
         names = ", ".join(r.name for r in list_recipes())
         raise KeyError(f"unknown method {name_or_path!r}; built-in methods: {names} "
                        "(or give a path to a recipe .yaml)")
-    return Recipe.from_dict(yaml.safe_load(entry.read_text()), path=entry.name)
+    return Recipe.from_dict(_read(entry, None), path=entry.name)

@@ -5,9 +5,11 @@ Selection" (ACL 2025); official code zy125413/G2IS (``gradient_walk.py``). As th
 
 1. PCA of the target gradient features; keep components up to ``val_k`` (0.5) of explained
    variance; the budget is split across components by their variance ratio (largest
-   remainder). A principal direction's sign is arbitrary; with ``orient`` (default) each is
-   flipped to agree with the mean target feature (the official code keeps sklearn's sign,
-   ``orient: false``).
+   remainder). The directions keep scikit-learn's signs, as the official code does.
+   ``orient=True`` (winnow's addition, off by default) flips each direction to agree with
+   the mean target feature; the walk's consistency test uses |cos|, so the sign matters
+   for the anchor (the pool example most aligned with the direction) and the order of the
+   fallback search.
 2. For each component k_v: the anchor is the pool example most aligned with k_v (of the
    ``anchor_topk`` best, the first not yet taken; else a global search).
 3. Walk the cosine kNN graph from the last added example: take the most similar neighbour
@@ -67,7 +69,7 @@ class G2IS(Selector):
     ways : consistency threshold delta in (0, 1].
     n_neighbors : neighbours per node in the kNN graph.
     anchor_topk : candidates per component for the anchor.
-    orient : flip components to agree with the mean target feature.
+    orient : flip components to agree with the mean target feature (not in G2IS; off).
 
     Inputs: ``X`` (n, d) pool gradient features, ``T`` (m, d) target gradient features.
     """
@@ -76,7 +78,7 @@ class G2IS(Selector):
     inputs = ("X", "T")
 
     def __init__(self, val_k: float = 0.5, ways: float = 0.8, n_neighbors: int = 100,
-                 anchor_topk: int = 1000, orient: bool = True,
+                 anchor_topk: int = 1000, orient: bool = False,
                  random_state: int | None = None):
         if not 0 < ways <= 1:
             raise ValueError("ways must be in (0, 1]")

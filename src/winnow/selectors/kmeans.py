@@ -15,12 +15,14 @@ RULES = ("random", "top", "bottom", "band")
 
 
 def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: int,
-                  minibatch_above: int = 50_000) -> np.ndarray:
-    """(n,) cluster labels of scikit-learn k-means (mini-batch above ``minibatch_above``)."""
+                  minibatch: bool = False) -> np.ndarray:
+    """(n,) cluster labels of scikit-learn ``KMeans(n_clusters, random_state, n_init="auto")``
+    on float32 ``X``, at any size, as Cherry LLM and Small2Large cluster; ``minibatch``:
+    ``MiniBatchKMeans`` instead (faster on millions of rows, different clusters)."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     k = min(n_clusters, len(X))
-    cls = MiniBatchKMeans if len(X) > minibatch_above else KMeans
+    cls = MiniBatchKMeans if minibatch else KMeans
     return cls(n_clusters=k, random_state=random_state, n_init="auto").fit_predict(
         np.asarray(X, dtype=np.float32))
 
@@ -52,6 +54,8 @@ class KMeansSampler(Selector):
         items between the ``low`` and ``high`` quantiles of the cluster's scores).
     pick : for "band": "even" (evenly spaced in pool order, as Cherry) or "random".
     redistribute : give the quota a cluster cannot fill to the others (Cherry does not).
+    minibatch : cluster with ``MiniBatchKMeans`` (not the official ``KMeans``; for very
+        large pools).
     random_state : seeds k-means and random picks.
 
     ``select(budget, X=(n, d), scores=(n,) optional, labels=(n,) optional)``: given
@@ -63,19 +67,23 @@ class KMeansSampler(Selector):
 
     def __init__(self, n_clusters: int = 100, quota: str = "equal", rule: str = "random",
                  low: float = 0.25, high: float = 0.75, pick: str = "random",
-                 redistribute: bool = True, random_state: int = 0):
+                 redistribute: bool = True, minibatch: bool = False, random_state: int = 0):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, not {rule!r}")
         if pick not in ("even", "random"):
             raise ValueError(f"pick must be even or random, not {pick!r}")
         self.n_clusters, self.quota, self.rule = n_clusters, quota, rule
         self.low, self.high, self.pick = low, high, pick
-        self.redistribute, self.random_state = redistribute, random_state
+        self.redistribute, self.minibatch = redistribute, minibatch
+        self.random_state = random_state
 
     def _eligible(self, members: np.ndarray, scores: np.ndarray | None, want: int) -> np.ndarray:
-        """Members in preference order (all of them when the cluster has ≤ ``want``)."""
+        """Members in preference order: all of them when the cluster has at most ``want``
+        (fewer than ``want`` for "band": Cherry's sample_middle_confidence_data applies the
+        band to a cluster of exactly n)."""
         rng = np.random.default_rng([self.random_state, int(members[0])])
-        if self.rule == "random" or len(members) <= want:
+        few = len(members) < want if self.rule == "band" else len(members) <= want
+        if self.rule == "random" or few:
             return members if self.rule != "random" else rng.permutation(members)
         s = np.nan_to_num(scores[members], nan=-np.inf if self.rule == "top" else np.inf)
         if self.rule == "top":
@@ -88,7 +96,7 @@ class KMeansSampler(Selector):
             return rng.permutation(band)
         if len(band) <= want:
             return band
-        return band[::len(band) // want]
+        return band[::len(band) // max(want, 1)]
 
     def select(self, budget: int, *, X: np.ndarray | None = None,
                scores: np.ndarray | None = None, labels: np.ndarray | None = None
@@ -98,7 +106,7 @@ class KMeansSampler(Selector):
         if labels is None:
             if X is None:
                 raise ValueError("kmeans: give X (features) or labels")
-            labels = kmeans_labels(X, self.n_clusters, self.random_state)
+            labels = kmeans_labels(X, self.n_clusters, self.random_state, self.minibatch)
         labels = np.asarray(labels, dtype=np.int64)
         scores = None if scores is None else np.asarray(scores, dtype=np.float64)
         ids = np.unique(labels)

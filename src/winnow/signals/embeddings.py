@@ -3,9 +3,24 @@
 Both produce one 2-D column, ``embedding`` (n, dim), stored as float32 or float16 and
 memory-mapped from the cache.
 
-Text per example (``text``): "instruction" (the last user turn: instruction and input),
-"response" (the last assistant turn), "instruction_response" (both, as Superfiltering.D
-embeds "whole" examples) or "conversation" (every turn, as DEITA embeds dialogues).
+Text per example (``text``):
+
+- "instruction": the last user turn (instruction and input);
+- "response": the last assistant turn;
+- "instruction_response": both, ``{instruction}\\n{response}`` (Superfiltering.D's "whole"
+  example);
+- "conversation": every turn, system included, separated by blank lines;
+- "turns": every user, tool and assistant turn joined by ``\\n`` (NovelSum's plain text:
+  user_1 + "\\n" + assistant_1 + "\\n" + user_2 ...; a single exchange gives
+  "instruction_response");
+- "deita": the whole conversation under FastChat's vicuna_v1.1 template, as DEITA's embedder
+  renders it (``selection/embedder/utils.py``): the Vicuna system sentence and a space, then
+  ``USER: {q} `` and ``ASSISTANT: {a}</s>`` for each turn; system turns of the pool are not
+  used and a leading assistant turn is skipped, as there. ``</s>`` is Llama's EOS written
+  as text (other tokenizers read it as plain characters);
+- "small2large": Small2Large's clustering text (``clustering.py``),
+  ``Instruction: {instruction} {input} Response: {response}``, each part stripped, of the
+  last exchange.
 """
 
 from __future__ import annotations
@@ -17,16 +32,46 @@ import numpy as np
 import torch
 
 from winnow.data.pool import Pool, last_exchange
+from winnow.data.templates import VICUNA_SYSTEM
 from winnow.signals.base import Columns, Signal, register_signal
 
-TEXTS = ("instruction", "response", "instruction_response", "conversation")
+TEXTS = ("instruction", "response", "instruction_response", "conversation", "turns", "deita",
+         "small2large")
 POOLINGS = ("mean", "last")
+
+
+def _deita_text(conversation: list[dict[str, str]]) -> str:
+    turns = [t for t in conversation if t["role"] != "system"]
+    if turns and turns[0]["role"] == "assistant":
+        turns = turns[1:]
+    text = VICUNA_SYSTEM + " "
+    for t in turns:
+        if t["role"] == "assistant":
+            text += f"ASSISTANT: {t['content']}</s>" if t["content"] else "ASSISTANT:"
+        else:
+            text += f"USER: {t['content']} " if t["content"] else "USER:"
+    return text
+
+
+def _small2large_text(conversation: list[dict[str, str]]) -> str:
+    instruction, response = last_exchange(conversation)
+    last = max((k for k, t in enumerate(conversation) if t["role"] == "assistant"), default=0)
+    user = next((t for t in reversed(conversation[:last]) if t["role"] == "user"), {})
+    if "instruction" in user:  # an Alpaca record: instruction and input apart
+        instruction = f"{str(user['instruction']).strip()} {str(user.get('input') or '').strip()}"
+    return f"Instruction: {instruction.strip()} Response: {response.strip()}"
 
 
 def example_text(conversation: list[dict[str, str]], text: str) -> str:
     """The text of one conversation that gets embedded (see the module doc)."""
     if text == "conversation":
         return "\n\n".join(t["content"] for t in conversation)
+    if text == "turns":
+        return "\n".join(t["content"] for t in conversation if t["role"] != "system")
+    if text == "deita":
+        return _deita_text(conversation)
+    if text == "small2large":
+        return _small2large_text(conversation)
     instruction, response = last_exchange(conversation)
     if text == "instruction":
         return instruction

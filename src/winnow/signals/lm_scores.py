@@ -10,10 +10,16 @@ IFD modes, as the official code computes them:
     ``ifd = loss / loss_alone``, both mean response-token NLLs. The unconditioned text is the
     template's response header (``"### Response:"`` for alpaca) followed by the response,
     cut to ``max_length - prompt_len + 4`` tokens (``prompt_len``: tokens before the
-    response, at most ``max_length``; the official constant 4 belongs to the alpaca header,
-    other templates use the header's own token count). Where the official selection script
-    skips an example, ``ifd`` is NaN: no response token survives on either side, or
-    ``prompt_len + len(response alone) > max_length`` (over-length).
+    response, at most ``max_length``; the official constant is 4 for the alpaca header and 6
+    for the vicuna one, ``"ASSISTANT:"`` (``data_analysis_vic.py``); other templates use the
+    header's own token count). Where the official selection script skips an example, ``ifd``
+    is NaN: no response token survives on either side, or
+    ``prompt_len + len(response alone) > max_length`` (over-length). The response alone
+    keeps at most ``max_length - prompt_len + extra - header_tokens`` tokens, so the
+    over-length test fires exactly when ``extra`` exceeds the header's token count and the
+    response does not fit: with SmolLM2 (no BOS, ``"### Response:"`` is 3 tokens) every
+    example whose response is cut gets NaN; with a Llama tokenizer (BOS + 3 tokens) it never
+    fires, and a cut response is scored on the part that fits, on both sides.
 ``superfilter`` (tianyi-lab/Superfiltering, ``code_ifd/data_analysis.py``)
     ``ifd = ppl / ppl_alone``. The unconditioned text is the raw response, cut to
     ``max_length - prompt_len + 1`` tokens, every token but the first scored. NaN only when
@@ -38,6 +44,7 @@ from winnow.data.templates import (
     AlpacaTemplate,
     Rendered,
     Template,
+    VicunaTemplate,
     encode_batch,
     get_template,
 )
@@ -48,6 +55,7 @@ from winnow.signals.base import Columns, Signal, register_signal
 
 IFD_MODES = ("cherry", "superfilter")
 CHERRY_ALPACA_EXTRA = 4  # Cherry LLM: unconditioned text cut to max_length - prompt_len + 4
+CHERRY_VICUNA_EXTRA = 6  # ... and + 6 under the Vicuna prompt (data_analysis_vic.py)
 
 LM_COLUMNS = ("loss", "ppl", "loss_alone", "ppl_alone", "ifd", "entropy", "least_confidence",
               "mean_margin", "min_margin", "response_tokens", "prompt_tokens", "truncated")
@@ -63,6 +71,8 @@ def _alone_rule(lm: LoadedLM, template: Template, ifd: str) -> tuple[str, int]:
     header = template.response_header(lm.tokenizer)
     if isinstance(template, AlpacaTemplate):
         return header, CHERRY_ALPACA_EXTRA
+    if isinstance(template, VicunaTemplate):
+        return header, CHERRY_VICUNA_EXTRA
     return header, len(lm.tokenizer(header)["input_ids"])
 
 
@@ -256,7 +266,7 @@ class _LMSignal(Signal):
 class LMScores(_LMSignal):
     """Response loss/perplexity, IFD (cherry or superfilter) and uncertainty columns.
 
-    Parameters: model (``"default"``, path or HF id), template (alpaca | chat | plain),
+    Parameters: model (``"default"``, path or HF id), template (alpaca | vicuna | chat | plain),
     max_length (512), ifd (cherry | superfilter), dtype (auto | fp32 | bf16 | fp16),
     device, revision, token_budget (tokens per batch), progress.
     """

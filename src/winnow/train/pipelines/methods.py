@@ -50,7 +50,8 @@ def learning_percentage(ppl: np.ndarray, mode: str = "exact") -> np.ndarray:
 def small2large(ctx: PipelineContext) -> Outcome:
     """Small2Large: fine-tune a small model on the pool for ``epochs`` epochs, scoring every
     example's response perplexity before and after each epoch; LP(1) (exact or approx);
-    k-means on MiniLM embeddings; in each cluster keep the lowest-LP share."""
+    k-means (seed ``cluster_seed``) on MiniLM embeddings of the ``embed_text`` text; in each
+    cluster keep the lowest-LP share."""
     p = ctx.params
     lm = _lm_params(ctx)
     n = len(ctx.pool)
@@ -69,10 +70,11 @@ def small2large(ctx: PipelineContext) -> Outcome:
     ppl = np.stack([np.asarray(ctx.signal("lm_scores", model=m, **lm)["ppl"], dtype=np.float64)
                     for m in models])
     lp = learning_percentage(ppl, p["lp"])
-    X = np.asarray(ctx.signal("embedding", model=p["embedder"], text="instruction_response")
+    X = np.asarray(ctx.signal("embedding", model=p["embedder"], text=p["embed_text"])
                    ["embedding"])
     sel = get_selector("kmeans", n_clusters=int(p["n_clusters"]), quota="proportional",
-                       rule="bottom", redistribute=True, random_state=ctx.seed).select(
+                       rule="bottom", redistribute=True, minibatch=bool(p["minibatch"]),
+                       random_state=int(p["cluster_seed"])).select(
         ctx.budget, X=X, scores=np.nan_to_num(lp, nan=np.inf))
     columns = {f"ppl_{k}": ppl[k] for k in range(len(ppl))}
     columns.update(lp=lp, lp_approx=learning_percentage(ppl, "approx"),
@@ -154,8 +156,9 @@ def _similarity(ctx: PipelineContext, a: list[str], b: list[str]) -> np.ndarray:
 def mods(ctx: PipelineContext) -> Outcome:
     """MoDS: quality filter (reward model or a score column, ≥ ``quality_threshold``) →
     k-center seed set → train a seed model → generate answers to the other high-quality
-    instructions → keep those whose answers score below ``necessity_threshold``
-    ("necessary") → k-center among them to fill the budget → seed ∪ necessary."""
+    instructions (beam search: ``num_beams``, ``max_new_tokens``) → keep those whose
+    answers score below ``necessity_threshold`` ("necessary") → k-center among them to fill
+    the budget → seed ∪ necessary."""
     from winnow.data.pool import last_exchange
     from winnow.evaluate.target import generate_answers
 
@@ -183,7 +186,7 @@ def mods(ctx: PipelineContext) -> Outcome:
     prompts = [[t for t in ctx.pool.conversations[i] if t["role"] != "assistant"]
                for i in rest]
     answers = generate_answers(run.model, run.tokenizer, run.template, prompts,
-                               int(p["max_new_tokens"]))
+                               int(p["max_new_tokens"]), num_beams=int(p["num_beams"]))
     if p.get("reward_model"):
         necessity = _reward_scores(p["reward_model"], [pairs[i][0] for i in rest], answers)
         scorer = "reward"
