@@ -275,12 +275,3 @@ def test_embedding_recipes_run_on_mixed_pool(pool, X, recipe, params):
     result = run_recipe(recipe, pool, 100, params=params, store=Store(EMB_CACHE), seed=0)
     assert len(result.selected) == 100 == len(set(result.selected.tolist()))
     assert result.stages[-1]["trace"]["method"]
-
-
-@pytest.mark.slow
-def test_lm_recipes_run(pool, session_cache):
-    small = pool.subset(np.arange(0, len(pool), 80))
-    for name, params, budget in [("deita", {}, 10), ("cherry-pre", {"n_clusters": 4}, 8),
-                                 ("superfilter-d", {"ifd_keep": "50%"}, 5)]:
-        result = run_recipe(name, small, budget, params=params, store=Store(session_cache))
-        assert 0 < len(result.selected) <= budget

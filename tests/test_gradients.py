@@ -166,13 +166,51 @@ def test_batches_bound_padding():
         assert len(g) * max([5, 100, 7, 90, 6][i] for i in g) <= 200 or len(g) == 1
 
 
-def test_influence_lr_weights_and_subtasks():
+def test_influence_lr_weights_change_the_score_over_differing_checkpoints():
+    """Two checkpoints whose cosines disagree: the lr weights (renormalised to sum 1) decide
+    the score, which is Σ_c w_c · mean_j cos_c(i, j)."""
+    P = [np.eye(2), np.eye(2)[::-1]]  # checkpoint 2 swaps the two pool examples' features
+    T = [np.array([[1.0, 0], [1, 0]]), np.array([[1.0, 0], [1, 0]])]
+    cos = [np.array([1.0, 0]), np.array([0.0, 1])]  # per checkpoint, mean over targets
+    for w in ([3, 1], [1, 3], [1, 1], [2e-5, 6e-6]):
+        want = (w[0] * cos[0] + w[1] * cos[1]) / sum(w)
+        assert np.allclose(influence(P, T, weights=w), want)
+    assert not np.allclose(influence(P, T, weights=[3, 1]), influence(P, T))
+    assert np.allclose(influence(P, T), [0.5, 0.5])
+
+
+def test_influence_subtasks_mean_then_max():
     P = [np.eye(3)[:, :2], np.eye(3)[:, :2]]
     T = [np.array([[1.0, 0], [0, 1], [0, 1]]), np.array([[1.0, 0], [0, 1], [0, 1]])]
     s = influence(P, T, weights=[3, 1], subtasks=subtask_ids(["a", "b", "b"], 3))
     assert np.allclose(s, [1.0, 1.0, 0.0])
     s1 = influence(P, T)  # one subtask: mean over the 3 targets
     assert np.allclose(s1, [1 / 3, 2 / 3, 0.0])
+
+
+def test_example_losses_equal_hf_model_loss(lora, items):
+    """The per-example response loss of the gradient code (one padded batch) equals the
+    Hugging Face model's own ``model(input_ids, labels=labels).loss``, one example at a
+    time; ``reduction="sum"`` is that mean times the number of labelled tokens."""
+    from winnow.gradients.per_example import example_losses
+
+    batch = collate(items, lora.pad_id, "cpu")
+    with torch.no_grad():
+        got = example_losses(lora.model, batch).double()
+        got_sum = example_losses(lora.model, batch, reduction="sum").double()
+        want, counts = [], []
+        for e in items:
+            ids, labels = torch.tensor([e.input_ids]), torch.tensor([e.labels])
+            want.append(lora.model(input_ids=ids, labels=labels).loss.item())
+            counts.append(sum(t != -100 for t in e.labels[1:]))
+    want, counts = torch.tensor(want, dtype=torch.float64), torch.tensor(counts)
+    assert torch.all(counts > 0) and torch.all(want > 0)
+    assert torch.allclose(got, want, rtol=1e-4, atol=0)
+    assert torch.allclose(got_sum, want * counts, rtol=1e-4, atol=0)
+    # a loss that ignored the response mask (all tokens labelled) would differ
+    full = lora.model(input_ids=torch.tensor([items[0].input_ids]),
+                      labels=torch.tensor([items[0].input_ids])).loss.item()
+    assert abs(full - want[0].item()) > 1e-3
 
 
 def _signal(**kw):

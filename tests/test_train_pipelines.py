@@ -3,6 +3,8 @@ diverse-evol, mods (real SmolLM2 and MiniLM; a few LoRA steps each)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -104,31 +106,118 @@ def test_mods_end_to_end_with_a_score_column(alpaca, store):
     assert np.isfinite(result.columns["necessity"][good]).sum() == int(good.sum()) - 2
 
 
-def test_mods_reward_model_scorer(alpaca, store, tmp_path):
-    """The reward-model path, with a tiny randomly initialised sequence classifier (no
-    reward model ships offline): scores drive both the filter and the necessity step."""
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+def _yes_no_reward_model(folder):
+    """SmolLM2 as a one-logit sequence classifier: its backbone and, as the score head, the
+    difference of its own LM-head rows for " Yes" and " No" (the LM's log-odds of answering
+    Yes rather than No after the pair). Returns the fp32 causal LM and the two token ids."""
+    import copy
+
+    import torch
+    from transformers import LlamaForSequenceClassification
 
     from winnow.models.causal_lm import load_causal_lm
 
-    tok = load_causal_lm("default").tokenizer
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                         num_labels=1, pad_token_id=tok.pad_token_id)
-    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
-    tok.save_pretrained(tmp_path / "rm")
-    pool = alpaca.subset(range(10))
-    result = run_pipeline("mods", pool, 4, store=store, params={
-        "reward_model": str(tmp_path / "rm"), "quality_threshold": -1e9, "seed_size": 2,
-        "necessity_threshold": 1e9, "max_new_tokens": 4, "train": TINY_TRAIN})
-    _check(result, 10, 4)
-    assert np.isfinite(result.columns["quality"]).all()
+    lm = load_causal_lm("default", device="cpu", dtype="fp32")
+    tok = lm.tokenizer
+    (yes,), (no,) = (tok(w, add_special_tokens=False)["input_ids"] for w in (" Yes", " No"))
+    config = copy.deepcopy(lm.model.config)
+    config.num_labels, config.pad_token_id = 1, tok.pad_token_id
+    rm = LlamaForSequenceClassification(config).float()
+    rm.model.load_state_dict(lm.model.model.state_dict())
+    head = lm.model.get_output_embeddings().weight
+    with torch.no_grad():
+        rm.score.weight.copy_((head[yes] - head[no])[None].float())
+    rm.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return lm, yes, no
+
+
+def _direct_scores(lm, yes, no, prompts, responses):
+    """logit(" Yes") - logit(" No") of the causal LM after each (prompt, response) pair,
+    one unpadded sequence at a time."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for q, a in zip(prompts, responses):
+            ids = lm.tokenizer(q, a, truncation=True, max_length=512,
+                               return_tensors="pt")["input_ids"]
+            logits = lm.model(input_ids=ids, logits_to_keep=1).logits[0, -1].double()
+            out.append((logits[yes] - logits[no]).item())
+    return np.array(out)
+
+
+def _split(values, lo, hi):
+    """A threshold in the widest gap of the sorted values that leaves between ``lo`` and
+    ``hi`` of them below it (robust to float noise across machines)."""
+    v = np.sort(values)
+    k = max(range(lo, hi + 1), key=lambda k: v[k] - v[k - 1])
+    assert v[k] - v[k - 1] > 1e-2, v
+    return float((v[k] + v[k - 1]) / 2)
+
+
+def test_mods_reward_model_drops_examples(alpaca, store, tmp_path, monkeypatch):
+    """MoDS with a real model as the reward model (SmolLM2's Yes-vs-No log-odds): the
+    quality filter drops exactly the examples whose directly computed score is below the
+    threshold, and the necessity step drops exactly the instructions whose seed-model answer
+    scores at or above its threshold (answers captured, scored again here directly)."""
+    import winnow.evaluate.target as target_module
+    from winnow.data.pool import last_exchange
+
+    lm, yes, no = _yes_no_reward_model(tmp_path / "rm")
+    size = [len(json.dumps(r)) for r in alpaca.records[:60]]
+    pool = alpaca.subset(sorted(np.argsort(size, kind="stable")[:8].tolist()))  # short ones
+    pairs = [last_exchange(c) for c in pool.conversations]
+    quality = _direct_scores(lm, yes, no, [q for q, _ in pairs], [a for _, a in pairs])
+    t_quality = _split(quality, 2, 4)
+    good = np.flatnonzero(quality >= t_quality)
+    low = np.flatnonzero(quality < t_quality)
+    answers = []
+    generate = target_module.generate_answers
+
+    def capture(model, tokenizer, template, prompts, *args, **kwargs):
+        got = generate(model, tokenizer, template, prompts, *args, **kwargs)
+        answers.append(got)
+        return got
+
+    monkeypatch.setattr(target_module, "generate_answers", capture)
+
+    def run(necessity_threshold):  # the second run reuses the seed model's checkpoint
+        result = run_pipeline("mods", pool, len(good), store=store, params={
+            "reward_model": str(tmp_path / "rm"), "quality_threshold": t_quality,
+            "seed_size": 2, "necessity_threshold": necessity_threshold,
+            "max_new_tokens": 8, "train": {**TINY_TRAIN, "save_steps": 2}},
+            work_dir=tmp_path / "work")
+        rest = np.flatnonzero(np.isfinite(result.columns["necessity"]))
+        necessity = _direct_scores(lm, yes, no, [pairs[i][0] for i in rest], answers[-1])
+        return result, rest, necessity
+
+    # 1: every generated answer counts as necessary; learn the scale of the answers' scores
+    first, rest, necessity = run(1e9)
+    np.testing.assert_allclose(first.columns["quality"], quality, rtol=0, atol=2e-3)
+    assert sorted(first.selected.tolist()) == good.tolist()
+    assert len(rest) == len(good) - 2
+    np.testing.assert_allclose(first.columns["necessity"][rest], necessity, rtol=0, atol=2e-3)
+    t_necessity = _split(necessity, 1, len(rest) - 1)
+
+    # 2: the necessity threshold now falls between the answers' scores
+    result, rest, necessity = run(t_necessity)
+    np.testing.assert_allclose(result.columns["necessity"][rest], necessity, rtol=0,
+                               atol=2e-3)
+    seed = np.setdiff1d(good, rest)
+    needed, answered = rest[necessity < t_necessity], rest[necessity >= t_necessity]
+    assert len(seed) == 2 and len(needed) >= 1 and len(answered) >= 1
+    assert sorted(result.selected.tolist()) == sorted([*seed, *needed])
+    for i in low:
+        assert result.fate[i].startswith("pipeline: quality ")
+    for i in answered:
+        assert result.fate[i] == "pipeline: the seed model already answers it well"
+    steps = result.stages[0]["trace"]["steps"]
+    assert steps[0]["out"] == len(good) and steps[3]["out"] == len(needed)
 
 
 def test_cherry_from_the_cli(shared_data, tmp_path):
     """`winnow select cherry` routes to the pipeline; params come from --config and --set."""
-    import json
-
     import yaml
     from typer.testing import CliRunner
 
