@@ -51,6 +51,7 @@ prompt for chat, nothing for plain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +131,24 @@ class Template:
         return ""
 
 
+def _render_turns(text: str, conversation: Conversation, *, header: str,
+                  user: Callable[[str, str], str], tool: Callable[[str], str]) -> Rendered:
+    """Append each turn to ``text``: ``user(instruction, input)``, ``tool(content)``, and
+    ``header`` + the response for assistant turns (whose character spans are recorded)."""
+    spans = []
+    for turn in conversation:
+        role = turn["role"]
+        if role == "user":
+            text += user(*_user_parts(turn))
+        elif role == "tool":
+            text += tool(turn["content"])
+        elif role == "assistant":
+            text += header
+            spans.append((len(text), len(text) + len(turn["content"])))
+            text += turn["content"]
+    return Rendered(text, tuple(spans), True)
+
+
 class AlpacaTemplate(Template):
     name = "alpaca"
 
@@ -138,21 +157,11 @@ class AlpacaTemplate(Template):
         system = [str(t["content"]) for t in conversation if t["role"] == "system"]
         text = "\n\n".join(system) if system else (
             ALPACA_PREAMBLE_INPUT if has_input else ALPACA_PREAMBLE)
-        spans = []
-        for turn in conversation:
-            role = turn["role"]
-            if role == "user":
-                instruction, inp = _user_parts(turn)
-                text += f"\n\n### Instruction:\n{instruction}"
-                if inp:
-                    text += f"\n\n### Input:\n{inp}"
-            elif role == "tool":
-                text += f"\n\n### Input:\n{turn['content']}"
-            elif role == "assistant":
-                text += "\n\n" + ALPACA_RESPONSE
-                spans.append((len(text), len(text) + len(turn["content"])))
-                text += turn["content"]
-        return Rendered(text, tuple(spans), True)
+        return _render_turns(
+            text, conversation, header="\n\n" + ALPACA_RESPONSE,
+            user=lambda ins, inp: f"\n\n### Instruction:\n{ins}"
+            + (f"\n\n### Input:\n{inp}" if inp else ""),
+            tool=lambda content: f"\n\n### Input:\n{content}")
 
     def response_header(self, tokenizer: Any = None) -> str:
         return ALPACA_RESPONSE
@@ -164,19 +173,10 @@ class VicunaTemplate(Template):
     def render(self, conversation: Conversation, tokenizer: Any = None) -> Rendered:
         system = [str(t["content"]) for t in conversation if t["role"] == "system"]
         text = "\n\n".join(system) if system else VICUNA_SYSTEM
-        spans = []
-        for turn in conversation:
-            role = turn["role"]
-            if role == "user":
-                instruction, inp = _user_parts(turn)
-                text += f" USER: {instruction}" + (f"\nInput:\n{inp}" if inp else "")
-            elif role == "tool":
-                text += f"\nInput:\n{turn['content']}"
-            elif role == "assistant":
-                text += " " + VICUNA_RESPONSE
-                spans.append((len(text), len(text) + len(turn["content"])))
-                text += turn["content"]
-        return Rendered(text, tuple(spans), True)
+        return _render_turns(
+            text, conversation, header=" " + VICUNA_RESPONSE,
+            user=lambda ins, inp: f" USER: {ins}" + (f"\nInput:\n{inp}" if inp else ""),
+            tool=lambda content: f"\nInput:\n{content}")
 
     def response_header(self, tokenizer: Any = None) -> str:
         return VICUNA_RESPONSE
