@@ -52,7 +52,7 @@ import numpy as np
 from _machine import header, machine
 
 from winnow.selectors._knn import normalize_rows
-from winnow.selectors.base import get_selector
+from winnow.registry import get_selector
 from winnow.selectors.facility_location import dense_similarity, facility_location_value
 
 

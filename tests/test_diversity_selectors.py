@@ -12,7 +12,7 @@ from winnow.data import load_pool
 from winnow.metrics.diversity import dist_sum, novelsum, ttr, vocd_d
 from winnow.recipes.runner import run_recipe
 from winnow.selectors._knn import knn
-from winnow.selectors.base import get_selector
+from winnow.registry import get_selector
 from winnow.selectors.facility_location import (
     DenseCoverage,
     SparseCoverage,
@@ -21,7 +21,7 @@ from winnow.selectors.facility_location import (
     greedy,
 )
 from winnow.selectors.novelsum import local_density
-from winnow.signals.base import get_signal
+from winnow.registry import get_signal
 from winnow.store import Store
 
 # MiniLM embeddings of the mixed pool are cached here across sessions (content-keyed).

@@ -20,7 +20,7 @@ from winnow.data import load_pool
 from winnow.data.templates import get_template
 from winnow.models.causal_lm import load_causal_lm
 from winnow.recipes.recipe import load_recipe
-from winnow.selectors.base import get_selector
+from winnow.registry import get_selector
 from winnow.signals.embeddings import example_text
 from winnow.signals.lm_scores import score_conversations
 from winnow.store import Store
@@ -118,7 +118,7 @@ def test_nice_samples_with_nice_nucleus_settings(lm32, shared_data):
 
 
 def test_nice_recipe_params_reach_the_signal(shared_data):
-    from winnow.signals.base import get_signal
+    from winnow.registry import get_signal
 
     target = load_pool(shared_data / "targets" / "gsm8k.jsonl")
     spec = load_recipe("nice").with_params({"projection": "rademacher"}).signals["nice"]
@@ -337,7 +337,7 @@ def test_novelsum_and_deita_texts_cover_every_turn(glaive):
 def test_deita_embedding_is_last_token_of_whole_conversation(lm32, glaive, tmp_path):
     """embed_datasets.py: last-token last-layer hidden state of the templated conversation,
     cut to max_length tokens (settable)."""
-    from winnow.signals.base import get_signal
+    from winnow.registry import get_signal
 
     pool, records = glaive
     tok, model = lm32.tokenizer, lm32.model

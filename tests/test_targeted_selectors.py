@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from winnow.selectors.base import get_selector
+from winnow.registry import get_selector
 from winnow.selectors.cluster_ucb import spherical_kmeans
 from winnow.selectors.g2is import knn_graph, split_budget
 from winnow.selectors.tsds import tsds_probabilities

@@ -214,7 +214,7 @@ def score_cmd(
 ) -> None:
     """Compute model-scored signals for every example and write them as a table."""
     from winnow.recipes.outputs import write_table
-    from winnow.signals.base import get_signal
+    from winnow.registry import get_signal
     from winnow.store import Store
 
     wanted = []

@@ -9,7 +9,7 @@ import numpy as np
 
 
 def _embed(pool, model: str):
-    from winnow.signals.base import get_signal
+    from winnow.registry import get_signal
     from winnow.store import Store
 
     signal = get_signal("embedding", model=model, text="instruction_response")

@@ -29,7 +29,7 @@ from winnow.data.pool import Pool
 from winnow.gradients.matching import influence, subtask_ids
 from winnow.gradients.signal import GradientFeatures
 from winnow.gradients.warmup import less_warmup
-from winnow.signals.base import Columns, Signal, register_signal
+from winnow.signals.base import Columns, Signal
 from winnow.store import Store
 
 SUBTASK_COLUMNS = ("subject", "task", "category", "subtask")
@@ -48,7 +48,6 @@ def resolve_subtask(target: Pool | None, subtask: str | None) -> str | None:
     return subtask
 
 
-@register_signal
 class LessInfluence(Signal):
     """LESS scores of the pool for ``target`` (see module docstring).
 

@@ -25,11 +25,10 @@ from typing import Any
 from winnow.data.pool import Pool
 from winnow.gradients.less import LessInfluence
 from winnow.gradients.policy import PolicyGradientFeatures
-from winnow.signals.base import Columns, Signal, register_signal
+from winnow.signals.base import Columns, Signal
 from winnow.store import Store
 
 
-@register_signal
 class NiceInfluence(LessInfluence):
     """NICE scores of the pool for ``target`` (see module docstring); columns ``nice``
     (the score) and ``grad`` (the last checkpoint's pool features)."""

@@ -22,7 +22,7 @@ from winnow.gradients.encode import prompt_ids, with_response
 from winnow.gradients.features import normalise, project_examples
 from winnow.gradients.signal import GradientFeatures
 from winnow.models.reward import RewardBackend, make_reward
-from winnow.signals.base import Columns, register_signal
+from winnow.signals.base import Columns
 
 
 def reward_example(pool: Pool, i: int) -> dict[str, Any]:
@@ -87,7 +87,6 @@ def policy_features(model, tokenizer, pool: Pool, rows, reward: RewardBackend, p
     return np.stack(feats), np.array(means), np.array(missing, dtype=np.int64)
 
 
-@register_signal
 class PolicyGradientFeatures(GradientFeatures):
     """NICE target features (see module docstring), computed on the *target* pool.
 

@@ -26,7 +26,7 @@ from winnow.gradients.lora import (
     load_adapter,
 )
 from winnow.gradients.projection import Projector
-from winnow.signals.base import Columns, Signal, register_signal
+from winnow.signals.base import Columns, Signal
 
 NOT_IN_KEY = ("device", "method", "max_batch", "max_tokens")
 
@@ -61,7 +61,6 @@ def load_lora_model(model: str = "default", checkpoint: str | None = None, *, lo
     return LoraModel(peft, lm.tokenizer, identity)
 
 
-@register_signal
 class GradientFeatures(Signal):
     """Projected per-example LoRA gradients (see module docstring).
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from winnow.data.pool import Pool
-from winnow.signals.base import get_signal, signal_class
+from winnow.registry import SIGNALS, get_signal
 from winnow.store import Store
 
 TARGET_PREFIX = "target:"
@@ -87,7 +87,7 @@ class RunContext:
         for instance, spec in self.signals.items():
             if name not in self._declared(spec):
                 continue
-            cls = signal_class(spec.get("signal", instance))
+            cls = SIGNALS.get(spec.get("signal", instance))
             if getattr(cls, "uses_target", False):
                 if instance not in self._done:
                     self.compute_signal(instance)
@@ -109,7 +109,7 @@ class RunContext:
         if scope not in ("pool", "candidates"):
             raise ValueError(f"signal {instance}: scope is pool or candidates, not {scope!r}")
         signal_name = spec.pop("signal", instance)
-        if getattr(signal_class(signal_name), "uses_target", False):
+        if getattr(SIGNALS.get(signal_name), "uses_target", False):
             spec["target"] = self.target
         signal = get_signal(signal_name, **spec)
         start = time.perf_counter()
@@ -151,7 +151,8 @@ class RunContext:
 
     @staticmethod
     def _declared(spec: dict[str, Any]) -> tuple[str, ...]:
-        cls = signal_class(spec.get("signal", ""))
+        name = spec.get("signal")
+        cls = SIGNALS.get(name) if name in SIGNALS else None
         cols = cls.columns if cls is not None else ()
         prefix = spec.get("prefix")
         return tuple(f"{prefix}_{c}" for c in cols) if prefix else tuple(cols)

@@ -20,7 +20,8 @@ import numpy as np
 
 from winnow.recipes.context import TARGET_PREFIX, RunContext
 from winnow.recipes.expressions import evaluate, evaluate_numeric
-from winnow.selectors.base import Selector, get_selector, selector_class
+from winnow.registry import SELECTORS, get_selector
+from winnow.selectors.base import Selector
 from winnow.selectors.ranking import BottomK, QuantileBand, RandomSample, TopK
 
 
@@ -167,7 +168,7 @@ def select_stage(ctx: RunContext, spec, candidates, keep):
     """Run a selector over the candidates' columns (``inputs``: selector input → column;
     an input whose column is null is left out, for optional inputs)."""
     params = {k: v for k, v in spec.items() if k not in SELECT_KEYS}
-    selector_cls = selector_class(spec["select"])
+    selector_cls = SELECTORS.get(spec["select"])
     if selector_cls is not None and "random_state" in inspect.signature(selector_cls).parameters:
         params.setdefault("random_state", ctx.seed)
     selector = get_selector(spec["select"], **params)

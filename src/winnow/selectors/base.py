@@ -7,22 +7,11 @@ vector, ...); ``budget`` is a count. Every random choice takes ``random_state``.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-
-SELECTORS: dict[str, type[Selector]] = {}
-
-
-def register_selector(cls: type[Selector]) -> type[Selector]:
-    """Class decorator: make a selector available to recipes under ``cls.name``."""
-    SELECTORS[cls.name] = cls
-    return cls
-
 
 @dataclass
 class Selection:
@@ -53,28 +42,3 @@ class Selector(ABC):
     @abstractmethod
     def select(self, budget: int, **inputs: np.ndarray) -> Selection:
         """Choose at most ``budget`` items."""
-
-
-def discover() -> None:
-    """Import every public module of ``winnow.selectors`` so that all selectors are
-    registered (private ones, such as compiled kernels, load when used)."""
-    import winnow.selectors as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{module.name}")
-
-
-def selector_class(name: str) -> type[Selector] | None:
-    """The registered selector class called ``name`` (None if there is none)."""
-    if name not in SELECTORS:
-        discover()
-    return SELECTORS.get(name)
-
-
-def get_selector(name: str, **params: Any) -> Selector:
-    """Instantiate a registered selector by name."""
-    if selector_class(name) is None:
-        known = ", ".join(sorted(SELECTORS)) or "none"
-        raise KeyError(f"unknown selector {name!r}; known selectors: {known}")
-    return SELECTORS[name](**params)

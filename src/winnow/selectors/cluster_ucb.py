@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 
 
 def spherical_kmeans(X: np.ndarray, k: int, iters: int = 20, seed: int = 0
@@ -42,7 +42,6 @@ def spherical_kmeans(X: np.ndarray, k: int, iters: int = 20, seed: int = 0
     return labels, c
 
 
-@register_selector
 class ClusterUCB(Selector):
     """Bandit over gradient clusters (see module docstring).
 

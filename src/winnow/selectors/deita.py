@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from winnow.selectors._knn import normalize_rows
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 
 
-@register_selector
 class DeitaFilter(Selector):
     """Score-first greedy walk with a cosine-similarity ceiling.
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 
 
-@register_selector
 class DatasetQuantization(Selector):
     """Bins by repeated graph-cut selection, then uniform sampling per bin.
 

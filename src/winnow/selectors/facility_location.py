@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from winnow.selectors._knn import knn, normalize_rows
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 
 METRICS = ("cosine", "rbf", "euclidean")
 
@@ -169,7 +169,6 @@ def build_coverage(X: np.ndarray, *, metric: str, gamma: float | None, mode: str
     return SparseCoverage(nbrs, similarity_from(vals, metric, gamma), n), mode
 
 
-@register_selector
 class FacilityLocation(Selector):
     """Facility location (plus an optional modular quality term) by greedy.
 

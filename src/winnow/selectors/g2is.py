@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -59,7 +59,6 @@ def knn_graph(X: np.ndarray, n_neighbors: int, block: int = 2048) -> np.ndarray:
     return out
 
 
-@register_selector
 class G2IS(Selector):
     """Gradient graph walk (see module docstring).
 

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 
 
 def nearest_centroid(X: np.ndarray, centroids: np.ndarray, block: int = 65536) -> np.ndarray:
@@ -148,7 +148,6 @@ class _LazyCenters:
                 self.refresh(int(g))
 
 
-@register_selector
 class KCenterGreedy(Selector):
     """k-center greedy on (n, d) features.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 
 RULES = ("random", "top", "bottom", "band")
 
@@ -42,7 +42,6 @@ def quotas(sizes: np.ndarray, budget: int, how: str) -> np.ndarray:
     return q
 
 
-@register_selector
 class KMeansSampler(Selector):
     """Cluster (n, d) features with k-means, then take a quota from every cluster.
 

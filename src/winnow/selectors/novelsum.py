@@ -28,7 +28,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from winnow.selectors._knn import knn, normalize_rows
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 
 
 def local_density(X: np.ndarray, reference: np.ndarray | None = None, n_neighbors: int = 10,
@@ -64,7 +64,6 @@ def _exact_rows(Xn: np.ndarray, sigma: np.ndarray, S: np.ndarray, sigma_s: np.nd
     return values_exact(Xn[cand], sigma[cand], S, sigma_s, weights)
 
 
-@register_selector
 class NovelSelect(Selector):
     """Greedy NovelSelect on (n, d) embeddings.
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 from winnow.selectors.facility_location import FacilityLocation
 
 
-@register_selector
 class QDIT(Selector):
     """Quality-diversity greedy selection.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 
 
 def _order(scores: np.ndarray, descending: bool) -> np.ndarray:
@@ -14,7 +14,6 @@ def _order(scores: np.ndarray, descending: bool) -> np.ndarray:
     return np.argsort(key, kind="stable")
 
 
-@register_selector
 class TopK(Selector):
     """The ``budget`` items with the highest ``scores`` (ties: lower index first)."""
 
@@ -27,7 +26,6 @@ class TopK(Selector):
         return Selection(idx, kept, {"threshold": float(kept[-1]) if len(kept) else None})
 
 
-@register_selector
 class BottomK(Selector):
     """The ``budget`` items with the lowest ``scores``."""
 
@@ -40,7 +38,6 @@ class BottomK(Selector):
         return Selection(idx, kept, {"threshold": float(kept[-1]) if len(kept) else None})
 
 
-@register_selector
 class Threshold(Selector):
     """Items with ``low <= score <= high`` (either bound optional), best first by
     ``order`` ("desc", "asc" or "index"), at most ``budget``."""
@@ -69,7 +66,6 @@ class Threshold(Selector):
                                        "passed": int(ok.sum())})
 
 
-@register_selector
 class QuantileBand(Selector):
     """Items whose score lies between the ``low`` and ``high`` quantiles (inclusive); a
     seeded random sample of ``budget`` of them when the band holds more."""
@@ -92,7 +88,6 @@ class QuantileBand(Selector):
         return Selection(idx, s[idx], {"low": float(lo), "high": float(hi), "in_band": in_band})
 
 
-@register_selector
 class RandomSample(Selector):
     """A uniform random sample of ``budget`` items out of ``n``."""
 

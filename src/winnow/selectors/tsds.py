@@ -21,7 +21,7 @@ import heapq
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector, register_selector
+from winnow.selectors.base import Selection, Selector
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -83,7 +83,6 @@ def tsds_probabilities(X: np.ndarray, T: np.ndarray, max_K: int = 5000, kde_K: i
     return probs / probs.sum()
 
 
-@register_selector
 class TSDS(Selector):
     """TSDS distribution matching (see module docstring).
 
@@ -114,7 +113,6 @@ class TSDS(Selector):
         return Selection(idx, probs[idx], {"support": support, "sampled": int(take)})
 
 
-@register_selector
 class NEAR(Selector):
     """Nearest-neighbour coverage of the target (see module docstring).
 

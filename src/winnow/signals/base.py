@@ -8,8 +8,6 @@ to any of them is a cache miss.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -19,15 +17,6 @@ from winnow.data.pool import Pool
 from winnow.store import Store, cache_key
 
 Columns = dict[str, np.ndarray]
-
-SIGNALS: dict[str, type[Signal]] = {}
-
-
-def register_signal(cls: type[Signal]) -> type[Signal]:
-    """Class decorator: make a signal available to recipes under ``cls.name``."""
-    SIGNALS[cls.name] = cls
-    return cls
-
 
 class Signal(ABC):
     """Base class of signals.
@@ -72,26 +61,3 @@ class Signal(ABC):
         return store.compute(self.name, key, len(pool),
                              lambda a, b: self.compute(pool, a, b),
                              shard_size=self.shard_size, meta=meta, run_shards=run_shards)
-
-
-def discover() -> None:
-    """Import every module of ``winnow.signals`` so that all signals are registered."""
-    import winnow.signals as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
-
-
-def signal_class(name: str) -> type[Signal] | None:
-    """The registered signal class called ``name`` (None if there is none)."""
-    if name not in SIGNALS:
-        discover()
-    return SIGNALS.get(name)
-
-
-def get_signal(name: str, **params: Any) -> Signal:
-    """Instantiate a registered signal by name."""
-    if signal_class(name) is None:
-        known = ", ".join(sorted(SIGNALS)) or "none"
-        raise KeyError(f"unknown signal {name!r}; known signals: {known}")
-    return SIGNALS[name](**params)

@@ -33,7 +33,7 @@ import torch
 
 from winnow.data.pool import Pool, last_exchange
 from winnow.data.templates import VICUNA_SYSTEM
-from winnow.signals.base import Columns, Signal, register_signal
+from winnow.signals.base import Columns, Signal
 
 TEXTS = ("instruction", "response", "instruction_response", "conversation", "turns", "deita",
          "small2large")
@@ -88,7 +88,6 @@ def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
-@register_signal
 class Embedding(Signal):
     """Sentence-transformers embeddings (unit rows by default).
 
@@ -171,7 +170,6 @@ def pooled_hidden_states(lm, texts: list[str], *, pooling: str = "mean",
     return out
 
 
-@register_signal
 class LMEmbedding(Signal):
     """Causal-LM hidden-state embeddings (last layer; mean-pooled or last token).
 

@@ -51,7 +51,7 @@ from winnow.data.templates import (
 from winnow.models.causal_lm import LoadedLM, load_causal_lm, model_identity
 from winnow.models.device import dtype_name, resolve_device, resolve_dtype
 from winnow.models.token_scores import Sequence, score_sequences
-from winnow.signals.base import Columns, Signal, register_signal
+from winnow.signals.base import Columns, Signal
 
 IFD_MODES = ("cherry", "superfilter")
 CHERRY_ALPACA_EXTRA = 4  # Cherry LLM: unconditioned text cut to max_length - prompt_len + 4
@@ -262,7 +262,6 @@ class _LMSignal(Signal):
         return self._identity
 
 
-@register_signal
 class LMScores(_LMSignal):
     """Response loss/perplexity, IFD (cherry or superfilter) and uncertainty columns.
 
@@ -288,7 +287,6 @@ class LMScores(_LMSignal):
                                    progress=self.progress)
 
 
-@register_signal
 class InstructionPPL(_LMSignal):
     """Perplexity of the prompt alone (Cherry LLM "pre" mode); optional mean hidden state.
 

@@ -172,7 +172,7 @@ class PipelineContext:
         return result
 
     def signal(self, name: str, pool: Pool | None = None, **params: Any) -> dict:
-        from winnow.signals.base import get_signal
+        from winnow.registry import get_signal
 
         return get_signal(name, **params)(pool or self.pool, self.store)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors.base import get_selector
+from winnow.registry import get_selector
 from winnow.train.pipelines.base import Outcome, PipelineContext, register_pipeline
 
 

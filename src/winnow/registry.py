@@ -1,0 +1,182 @@
+"""One registry of everything a recipe can name: methods, signals, selectors, stage kinds,
+artifact kinds and dynamic selectors.
+
+Entries are lazy ``"module:attr"`` strings (nothing is imported until a name is used), in the
+spirit of lm-evaluation-harness. User-facing names take hyphens or underscores alike
+(``facility-location`` = ``facility_location``); two entries whose names differ only so, or
+a second entry under a taken name, are an error. Add your own with, e.g.::
+
+    from winnow.registry import SELECTORS
+    SELECTORS.register("my-selector", "my_package.selectors:MySelector")
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Iterator
+from typing import Any
+
+
+def canonical(name: str) -> str:
+    """The form names are compared in: lower case, hyphens for underscores."""
+    return str(name).strip().lower().replace("_", "-")
+
+
+class Registry:
+    """Names of one kind (``kind``: "signal", "selector", ...) → lazy targets.
+
+    A target is a ``"module:attr"`` string (imported on first :meth:`get`) or any object
+    (returned as is).
+    """
+
+    def __init__(self, kind: str, entries: dict[str, Any] | None = None):
+        self.kind = kind
+        self._entries: dict[str, tuple[str, Any]] = {}
+        for name, target in (entries or {}).items():
+            self.register(name, target)
+
+    def register(self, name: str, target: Any, *, replace: bool = False) -> None:
+        """Add ``name`` → ``target``; an error if the name (in any spelling) is taken by
+        another target, unless ``replace``."""
+        key = canonical(name)
+        old = self._entries.get(key)
+        if old is not None and old[1] != target and not replace:
+            raise ValueError(f"{self.kind} name {name!r} is already registered as {old[0]!r} "
+                             f"({old[1]!r}); pick another name or pass replace=True")
+        self._entries[key] = (name, target)
+
+    def get(self, name: str) -> Any:
+        """The target registered as ``name`` (imported if lazy); KeyError naming the
+        known names if there is none."""
+        key = canonical(name)
+        if key not in self._entries:
+            raise KeyError(self.unknown(name))
+        display, target = self._entries[key]
+        if isinstance(target, str) and ":" in target and not target.endswith((".yaml", ".yml")):
+            module, _, attr = target.partition(":")
+            target = getattr(importlib.import_module(module), attr)
+            self._entries[key] = (display, target)
+        return target
+
+    def unknown(self, name: str) -> str:
+        """The message for an unknown ``name``: the closest names, then all of them."""
+        close = difflib.get_close_matches(canonical(name), list(self._entries), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        return f"unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}"
+
+    def names(self) -> list[str]:
+        """Registered names in canonical form, sorted."""
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and canonical(name) in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+SIGNALS = Registry("signal", {
+    "lm_scores": "winnow.signals.lm_scores:LMScores",
+    "instruction_ppl": "winnow.signals.lm_scores:InstructionPPL",
+    "embedding": "winnow.signals.embeddings:Embedding",
+    "lm_embedding": "winnow.signals.embeddings:LMEmbedding",
+    "gradient_features": "winnow.signals.gradients:GradientFeatures",
+    "policy_gradient_features": "winnow.signals.gradients:PolicyGradientFeatures",
+    "less": "winnow.signals.gradients:LessInfluence",
+    "nice": "winnow.signals.gradients:NiceInfluence",
+})
+
+SELECTORS = Registry("selector", {
+    "top": "winnow.selectors.ranking:TopK",
+    "bottom": "winnow.selectors.ranking:BottomK",
+    "threshold": "winnow.selectors.ranking:Threshold",
+    "band": "winnow.selectors.ranking:QuantileBand",
+    "random": "winnow.selectors.ranking:RandomSample",
+    "kcenter": "winnow.selectors.kcenter:KCenterGreedy",
+    "kmeans": "winnow.selectors.kmeans:KMeansSampler",
+    "facility-location": "winnow.selectors.facility_location:FacilityLocation",
+    "novelselect": "winnow.selectors.novelsum:NovelSelect",
+    "deita": "winnow.selectors.deita:DeitaFilter",
+    "dq": "winnow.selectors.dq:DatasetQuantization",
+    "qdit": "winnow.selectors.qdit:QDIT",
+    "g2is": "winnow.selectors.g2is:G2IS",
+    "cluster-ucb": "winnow.selectors.cluster_ucb:ClusterUCB",
+    "tsds": "winnow.selectors.tsds:TSDS",
+    "near": "winnow.selectors.tsds:NEAR",
+})
+
+STAGES = Registry("stage kind", {
+    "filter": "winnow.recipes.stages:filter_stage",
+    "top": "winnow.recipes.stages:top_stage",
+    "bottom": "winnow.recipes.stages:bottom_stage",
+    "rank": "winnow.recipes.stages:rank_stage",
+    "band": "winnow.recipes.stages:band_stage",
+    "random": "winnow.recipes.stages:random_stage",
+    "select": "winnow.recipes.stages:select_stage",
+    "dedup": "winnow.recipes.dedup_stage:dedup_stage",
+    "recipe": "winnow.recipes.stages:recipe_stage",
+    "small2large": "winnow.recipes.methods:small2large_stage",
+    "diverse-evol": "winnow.recipes.methods:diverse_evol_stage",
+    "mods": "winnow.recipes.methods:mods_stage",
+})
+
+ARTIFACTS = Registry("artifact kind", {
+    "lora-warmup": "winnow.recipes.artifacts:lora_warmup",
+    "trained-model": "winnow.recipes.artifacts:trained_model",
+})
+
+DYNAMIC_SELECTORS = Registry("dynamic selector", {
+    "random": "winnow.train.dynamic.builtin:RandomDynamic",
+    "loss": "winnow.train.dynamic.builtin:LossDynamic",
+    "delta_loss": "winnow.train.dynamic.builtin:DeltaLossDynamic",
+    "less": "winnow.train.dynamic.gradients:LessDynamic",
+    "nice": "winnow.train.dynamic.gradients:NiceDynamic",
+    "cluster_ucb": "winnow.train.dynamic.gradients:ClusterUCBDynamic",
+    "recipe": "winnow.recipes.dynamic:RecipeDynamic",
+})
+
+# Methods are the recipe files shipped in ``winnow/recipes/builtin`` (registered by
+# ``winnow.recipes.recipe`` on first use); register a path to add your own.
+METHODS = Registry("method")
+
+
+def accepted_params(cls: Any) -> set[str] | None:
+    """Keyword parameters ``cls(...)`` accepts (None: any, it takes ``**kwargs``)."""
+    import inspect
+
+    params = inspect.signature(cls).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def check_params(registry: Registry, name: str, params: dict[str, Any]) -> None:
+    """ValueError naming the first parameter that the entry ``name`` does not take."""
+    cls = registry.get(name)
+    accepted = accepted_params(cls)
+    if accepted is None:
+        return
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(accepted), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{registry.kind} {name!r} has no parameter {unknown[0]!r}{hint}; "
+                         f"it takes {', '.join(sorted(accepted)) or 'none'}")
+
+
+def create(registry: Registry, name: str, **params: Any) -> Any:
+    """An instance of the entry ``name`` with ``params`` (checked first, see
+    :func:`check_params`)."""
+    check_params(registry, name, params)
+    return registry.get(name)(**params)
+
+
+def get_selector(name: str, **params: Any) -> Any:
+    """A selector by name (``SELECTORS``) with its parameters."""
+    return create(SELECTORS, name, **params)
+
+
+def get_signal(name: str, **params: Any) -> Any:
+    """A signal by name (``SIGNALS``) with its parameters."""
+    return create(SIGNALS, name, **params)
