@@ -13,6 +13,7 @@ from winnow.data import load_pool
 from winnow.evaluate.finetune import EvalSettings, evaluate_subset, markdown_table
 from winnow.evaluate.judge import Judge, combine, win_rate
 from winnow.evaluate.target import option_letters
+from winnow.report.plots import plot_evaluate
 from winnow.train import TrainConfig
 
 
@@ -99,7 +100,8 @@ def test_evaluate_subset_vs_random_tiny(shared_data, tmp_path, judge_url):
     assert [r["n_choice"] for r in summary["runs"]] == [4, 4, 4]
     table = markdown_table(summary)
     assert "| random | 2 |" in table and "±" in table
-    assert (tmp_path / "evaluate.png").stat().st_size > 0
+    assert summary["name"] == "mine" and summary["metrics"] == ["target_loss", "accuracy"]
+    assert plot_evaluate(summary, tmp_path / "evaluate.png").stat().st_size > 0
     stamp = (tmp_path / "random-s1" / "metrics.json").stat().st_mtime_ns
     again = evaluate_subset(pool, np.array([1, 5, 7, 11]), target, base, tmp_path, settings,
                             name="mine")  # finished runs are reused

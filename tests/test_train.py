@@ -7,7 +7,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from winnow.cli_train import export_cmd, train_cmd
+from winnow.cli.train import export_cmd, train_cmd
 from winnow.data.errors import DataError
 from winnow.data.pool import Pool, Source
 from winnow.train import TrainConfig

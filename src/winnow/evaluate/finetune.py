@@ -21,7 +21,6 @@ import numpy as np
 from winnow.data.pool import Pool, last_exchange
 from winnow.evaluate.judge import Judge, win_rate
 from winnow.evaluate.target import choice_accuracy, generate_answers, target_loss
-from winnow.report.plots import plot_evaluate_table
 from winnow.train.config import TrainConfig
 from winnow.train.trainer import train
 
@@ -66,8 +65,9 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 def evaluate_subset(pool: Pool, subset: np.ndarray, target: Pool, base: TrainConfig,
                     out_dir: str | Path, settings: EvalSettings | None = None,
                     name: str = "subset") -> dict[str, Any]:
-    """Train and score every arm; write ``evaluate.json``, ``evaluate.md`` and
-    ``evaluate.png`` to ``out_dir``; return the summary (rows per arm and per run)."""
+    """Train and score every arm; write ``evaluate.json`` and ``evaluate.md`` to ``out_dir``;
+    return the summary: rows per arm and per run, ``name`` (the subset's arm) and ``metrics``
+    (those measured), as :func:`winnow.report.plots.plot_evaluate` draws them."""
     s = settings or EvalSettings()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,15 +90,13 @@ def evaluate_subset(pool: Pool, subset: np.ndarray, target: Pool, base: TrainCon
         runs.append(_run(pool, target, base, out / f"{arm}-s{seed}", arm, seed, idx, answers,
                          s, prompts))
     summary = _summarise(runs, name, s)
-    summary.update(pool=pool.source.path, n_pool=len(pool), target=target.source.path,
+    summary.update(name=name, metrics=[k for k in METRICS if any(
+                       r.get(f"{k}_mean") is not None for r in summary["rows"])],
+                   pool=pool.source.path, n_pool=len(pool), target=target.source.path,
                    n_target=len(target), subset_size=m, steps=s.steps,
                    base_model=base.model_name_or_path, seeds=list(s.seeds))
     (out / "evaluate.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "evaluate.md").write_text(markdown_table(summary))
-    metrics = [k for k in METRICS if any(r.get(f"{k}_mean") is not None
-                                         for r in summary["rows"])]
-    plot_evaluate_table(summary["rows"], metrics, out / "evaluate.png",
-                        title=f"{name} vs random ({m} examples, {s.steps} steps)")
     return summary
 
 

@@ -1,4 +1,4 @@
-"""PNG figures next to a run: training/eval loss curves and the evaluate table."""
+"""PNG figures of a run's returned data: training/eval loss curves and the evaluate table."""
 
 from __future__ import annotations
 
@@ -34,13 +34,15 @@ def plot_loss_curves(log_history: list[dict[str, Any]], path: str | Path,
     return _save(fig, path)
 
 
-def plot_evaluate_table(rows: list[dict[str, Any]], metrics: list[str], path: str | Path,
-                        title: str = "") -> Path:
-    """Bar chart of each metric per arm with ± spread whiskers.
+def plot_evaluate(summary: dict[str, Any], path: str | Path) -> Path:
+    """Bar chart of each metric per arm with ± spread whiskers, from an evaluate summary
+    (``evaluate.json``). Returns the PNG path.
 
-    rows : one dict per arm with ``arm`` and, per metric, ``<metric>_mean`` and
-        ``<metric>_std`` (std may be 0 or missing for single runs).
+    summary : ``rows`` (one dict per arm with ``arm`` and, per metric, ``<metric>_mean`` and
+        ``<metric>_std``; std may be 0 or missing for single runs), ``metrics`` (those to
+        draw), ``name`` (the subset's arm), ``subset_size`` and ``steps``.
     """
+    rows, metrics = summary["rows"], summary["metrics"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.6), dpi=100,
                              squeeze=False)
     names = [r["arm"] for r in rows]
@@ -53,7 +55,8 @@ def plot_evaluate_table(rows: list[dict[str, Any]], metrics: list[str], path: st
         ax.set_xticklabels(names, rotation=20, ha="right")
         ax.set_title(metric)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title or "evaluate")
+    fig.suptitle(f"{summary['name']} vs random ({summary['subset_size']} examples, "
+                 f"{summary['steps']} steps)")
     return _save(fig, path)
 
 

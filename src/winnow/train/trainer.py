@@ -4,8 +4,9 @@ Outputs in ``output_dir``: the adapter (``adapter_model.safetensors``), the toke
 ``optimizer.pt`` (final optimizer state: Adam moments for gradient methods),
 ``trainer_state.json`` (log history), ``checkpoint-<step>/`` folders (adapter, optimizer,
 scheduler, RNG state; one every ``save_steps`` and one at the end), ``winnow_train.json``
-(config, results, timings), ``loss.png``, and for dynamic runs ``dynamic/`` (the run's
-selections).
+(config, results, timings), and for dynamic runs ``dynamic/`` (the run's selections).
+The log history and selections come back in :class:`TrainResult`; ``winnow train`` draws
+them as ``loss.png``.
 
 As in LLaMA-Factory, a folder that already holds checkpoints is resumed from its last one
 unless ``overwrite_output_dir`` (which starts afresh) or ``resume_from_checkpoint`` says
@@ -35,7 +36,6 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from winnow.data.pool import Pool
-from winnow.report.plots import plot_loss_curves
 from winnow.train.config import TrainConfig
 from winnow.train.dynamic.base import get_dynamic_selector
 from winnow.train.dynamic.callback import attach_dynamic_selection
@@ -217,6 +217,4 @@ def train(cfg: TrainConfig, *, pool: Pool | None = None, eval_pool: Pool | None 
                "device": str(device), "bf16": args.bf16,
                "selection_steps": [s["step"] for s in result.selections]}
     (out / RESULT_FILE).write_text(json.dumps(summary, indent=2, default=str))
-    plot_loss_curves(result.log_history, out / "loss.png",
-                     marks=[s["step"] for s in result.selections if s["kind"] == "update"])
     return result

@@ -1,5 +1,5 @@
-"""``winnow train``, ``winnow export`` and ``winnow evaluate``: LoRA fine-tuning (static or
-with dynamic selection), merging an adapter, and judging a subset by training on it."""
+"""``winnow evaluate``: judge a subset by fine-tuning on it and on random subsets of equal
+size; print the table and draw the figure."""
 
 from __future__ import annotations
 
@@ -8,53 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from winnow.cli_common import fail, parse_sets
+from winnow.cli.common import SetOpt, fail, parse_sets, stdout
 from winnow.data.errors import DataError
-
-console = Console()
-
-SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a config key: key=value (repeatable; YAML values).")]
-
-
-def train_cmd(
-    config: Annotated[Path, typer.Argument(help="Training YAML (LLaMA-Factory / DataFlex keys).")],
-    sets: SetOpt = None,
-) -> None:
-    """LoRA SFT from a LLaMA-Factory-style YAML; `train_type: dynamic_select` selects data
-    during training. A folder with checkpoints is resumed unless overwrite_output_dir."""
-    from winnow.train import TrainConfig, train
-
-    try:
-        cfg = TrainConfig.from_yaml(config, parse_sets(sets))
-        result = train(cfg)
-    except (DataError, ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
-        fail(str(e))
-    console.print(f"trained {result.global_step} steps, train loss {result.train_loss:.4f}, "
-                  f"{result.seconds:.0f}s → {result.output_dir}")
-    for record in result.selections:
-        console.print(f"  step {record['step']:>6}: {record['kind']:<6} {record['selector']:<10}"
-                      f" {len(record['indices'])} examples")
-
-
-def export_cmd(
-    adapter: Annotated[Path, typer.Option(help="LoRA adapter folder (a run or checkpoint).")],
-    out: Annotated[Path, typer.Option(help="Folder for the merged model.")],
-    base: Annotated[str | None, typer.Option(
-        help="Base model (default: the one named in the adapter config).")] = None,
-    dtype: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 weights.")] = "fp32",
-) -> None:
-    """Merge a LoRA adapter into its base model and save safetensors loadable by
-    transformers."""
-    from winnow.train.export import export_merged
-
-    try:
-        path = export_merged(adapter, out, base=base, dtype=dtype)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        fail(str(e))
-    console.print(f"merged model → {path}")
 
 
 def evaluate_cmd(
@@ -93,6 +49,7 @@ def evaluate_cmd(
     from winnow.data import load_pool
     from winnow.evaluate.finetune import EvalSettings, evaluate_subset, markdown_table
     from winnow.evaluate.judge import Judge
+    from winnow.report.plots import plot_evaluate
     from winnow.train import TrainConfig
 
     if (subset is None) == (method is None):
@@ -122,7 +79,7 @@ def evaluate_cmd(
             missing = [i for i in chosen.ids if i not in position]
             if missing:
                 fail(f"{subset}: {len(missing)} records are not in {pool} (e.g. id "
-                      f"{missing[0]!r})")
+                     f"{missing[0]!r})")
             idx, name = np.array([position[i] for i in chosen.ids]), "subset"
         judge = Judge(judge_url, model=judge_model) if judge_url else None
         settings = EvalSettings(steps=steps, seeds=tuple(range(seeds)),
@@ -132,8 +89,9 @@ def evaluate_cmd(
         summary = evaluate_subset(the_pool, idx, the_target, base, out, settings, name=name)
     except (DataError, ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
-    console.print(markdown_table(summary))
-    console.print(f"table, figure and runs → {out} (evaluate.json, evaluate.md, evaluate.png)")
+    plot_evaluate(summary, out / "evaluate.png")
+    stdout.print(markdown_table(summary))
+    stdout.print(f"table, figure and runs → {out} (evaluate.json, evaluate.md, evaluate.png)")
     (out / "command.json").write_text(json.dumps({
         "pool": pool, "pool_sample": pool_sample, "target": target, "subset": subset,
         "method": method, "budget": budget, "params": parse_sets(params, "--param"), "steps": steps,

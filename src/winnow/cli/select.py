@@ -1,0 +1,143 @@
+"""``winnow methods`` and ``winnow select``: list the methods, select a subset with one."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from winnow.cli.common import (
+    CacheOpt,
+    ColumnsOpt,
+    DatasetOpt,
+    ExecutorOpt,
+    FormatOpt,
+    OnErrorOpt,
+    WorkersOpt,
+    console,
+    fail,
+    load,
+    parse_sets,
+    shard_executor,
+    stdout,
+)
+from winnow.data.errors import DataError
+
+DEFAULT_METHOD = "quality"
+
+
+def methods_cmd() -> None:
+    """List every built-in method (recipe) with its paper."""
+    from winnow.recipes.recipe import list_recipes
+
+    table = Table("method", "what it does", "paper", box=None, show_lines=False)
+    for r in list_recipes():
+        table.add_row(r.name, r.summary, r.paper)
+    stdout.print(table)
+
+
+def _config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        fail(f"{path}: a config file is a mapping of options")
+    allowed = {"method", "data", "budget", "out", "scores", "manifest", "target", "seed",
+               "model", "params", "format", "columns", "dataset", "on_error"}
+    unknown = set(doc) - allowed
+    if unknown:
+        fail(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return doc
+
+
+def select_cmd(
+    method: Annotated[str | None, typer.Argument(help="Method name (see `winnow methods`) or "
+                                                 "a recipe .yaml; default: quality.")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Pool file, save_to_disk "
+                                             "folder or dataset_info.json.")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", "-b",
+                                               help="Count (1000) or fraction (5%, 0.05).")] = None,
+    out_path: Annotated[str | None, typer.Option("--out", "-o", help="Subset file.")] = None,
+    scores: Annotated[str | None, typer.Option(help="Per-example scores file "
+                                               "(.jsonl/.json/.csv/.parquet; default: "
+                                               "next to --out).")] = None,
+    manifest: Annotated[str | None, typer.Option(help="Manifest JSON (default: next to "
+                                                 "--out).")] = None,
+    model: Annotated[str | None, typer.Option(help="Causal LM: HF id or path "
+                                              "(default: built-in).")] = None,
+    target: Annotated[str | None, typer.Option(help="Target set for targeted methods.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe "
+                                                   "parameter: key=value.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of options / params.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for every random choice.")] = None,
+    format: FormatOpt = None,
+    columns: ColumnsOpt = None,
+    dataset: DatasetOpt = None,
+    on_error: OnErrorOpt = "raise",
+    cache_dir: CacheOpt = None,
+    executor: ExecutorOpt = "local",
+    workers: WorkersOpt = 2,
+) -> None:
+    """Select a subset of a pool with a method; write subset, scores and manifest."""
+    from winnow.recipes.outputs import write_outputs
+    from winnow.recipes.recipe import load_recipe
+    from winnow.recipes.runner import run_recipe
+    from winnow.store import Store
+
+    cfg = _config(config)
+    method = method or cfg.get("method") or DEFAULT_METHOD
+    data = data or cfg.get("data")
+    budget = budget or cfg.get("budget")
+    out_path = out_path or cfg.get("out")
+    if not data:
+        fail("--data is required")
+    if budget is None:
+        fail("--budget is required (a count like 1000 or a fraction like 5%)")
+    started = time.perf_counter()
+    try:
+        recipe = load_recipe(method)
+        params = dict(cfg.get("params") or {})
+        params.update(parse_sets(set_))
+        if model or cfg.get("model"):
+            if "model" not in recipe.params:
+                fail(f"method {recipe.name} takes no --model")
+            params["model"] = model or cfg.get("model")
+        pool = load(data, format or cfg.get("format"), dataset or cfg.get("dataset"),
+                    on_error if on_error != "raise" else cfg.get("on_error", "raise"),
+                    columns or cfg.get("columns"))
+        target_path = target or cfg.get("target")
+        target_pool = load(target_path, None, None, "raise") if target_path else None
+        common = {"params": params, "store": Store(cache_dir) if cache_dir else None,
+                  "seed": seed if seed is not None else cfg.get("seed", 0),
+                  "target": target_pool}
+        result = run_recipe(recipe, pool, budget, **common,
+                            run_shards=shard_executor(executor, workers))
+        stem = str(Path(out_path).with_suffix("")) if out_path else None
+        manifest = manifest or cfg.get("manifest") or (stem and stem + ".manifest.json")
+        scores = scores or cfg.get("scores") or (stem and stem + ".scores.jsonl")
+        write_outputs(result, data=data, out=out_path, scores=scores,
+                      manifest_path=manifest, command=sys.argv,
+                      seconds=time.perf_counter() - started)
+    except DataError as e:
+        fail(str(e))
+    except (KeyError, ValueError) as e:
+        fail(e.args[0] if e.args else str(e))
+    _summary(result, out_path, scores, manifest)
+
+
+def _summary(result, out_path, scores, manifest) -> None:
+    table = Table("stage", "in", "out", "seconds", box=None)
+    for s in result.stages:
+        table.add_row(f"{s['stage']} {s['kind']}", str(s["in"]), str(s["out"]),
+                      f"{s['seconds']:.2f}")
+    console.print(table)
+    console.print(f"[bold green]{result.recipe.name}[/]: selected {len(result.selected)} of "
+                  f"{len(result.pool)} (budget {result.budget})")
+    for label, path in (("subset", out_path), ("scores", scores), ("manifest", manifest)):
+        if path:
+            console.print(f"  {label}: {path}")
