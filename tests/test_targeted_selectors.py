@@ -65,7 +65,7 @@ def test_g2is_budget_split_by_variance(clusters):
 
 def test_spherical_kmeans_recovers_blobs(clusters):
     _, X = clusters
-    labels, c = spherical_kmeans(X, 5, seed=0)
+    labels, c = spherical_kmeans(X, 5, random_state=0)
     assert np.allclose(np.linalg.norm(c, axis=1), 1, atol=1e-5)
     purity = sum(np.bincount(labels[b * 40:(b + 1) * 40]).max() for b in range(5)) / 200
     assert purity > 0.8

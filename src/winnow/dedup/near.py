@@ -19,6 +19,7 @@ import rensa
 
 from winnow.dedup.base import Duplicates, check_order
 from winnow.dedup.text import jaccard, normalize, shingle_list
+from winnow.selectors.base import Seed, int_seed
 
 CHUNK = 4096
 THRESHOLD = 0.8
@@ -45,17 +46,19 @@ def lsh_bands(threshold: float, num_perm: int = 128, max_miss: float = 0.01) -> 
 def near_duplicates(texts: Sequence[str], *, threshold: float = THRESHOLD, ngram: int = 3,
                     num_perm: int = NUM_PERM,
                     order: np.ndarray | None = None, lowercase: bool = True,
-                    punctuation: bool = True, seed: int = 0) -> Duplicates:
+                    punctuation: bool = True, seed: Seed = None) -> Duplicates:
     """Drop items whose ``ngram``-token shingle sets have Jaccard >= ``threshold`` with a
     kept item.
 
     texts : n texts. order : (n,) keep-priority permutation (None: position order).
     num_perm : at most this many MinHash permutations are used, ``bands * rows`` of them
         as laid out by :func:`lsh_bands`.
-    lowercase, punctuation : normalisation before shingling. seed : MinHash seed.
+    lowercase, punctuation : normalisation before shingling. seed : MinHash seed (an int,
+    a Generator or None, see :func:`winnow.selectors.base.check_random_state`).
     """
     n = len(texts)
     order = check_order(order, n)
+    seed = int_seed(seed)  # one seed for every sketch
     bands, rows = lsh_bands(threshold, num_perm)
     num_perm = bands * rows
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from winnow.dedup.base import Duplicates, check_order
+from winnow.selectors.base import Seed, check_random_state, int_seed
 
 BATCH = 8192
 
@@ -26,7 +27,7 @@ def _normalised(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(norms, 1e-12)
 
 
-def _index(X: np.ndarray, exact_max: int, nprobe: int, seed: int):
+def _index(X: np.ndarray, exact_max: int, nprobe: int, seed: Seed):
     import faiss  # imported on use: loading it is slow
 
     n, d = X.shape
@@ -35,8 +36,9 @@ def _index(X: np.ndarray, exact_max: int, nprobe: int, seed: int):
     else:
         nlist = int(4 * np.sqrt(n))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        seed = int_seed(seed)
         index.cp.seed = seed
-        sample = np.random.default_rng(seed).choice(n, min(n, 64 * nlist), replace=False)
+        sample = check_random_state(seed).choice(n, min(n, 64 * nlist), replace=False)
         index.train(X[np.sort(sample)])
         index.nprobe = nprobe
     index.add(X)
@@ -45,12 +47,14 @@ def _index(X: np.ndarray, exact_max: int, nprobe: int, seed: int):
 
 def semantic_duplicates(embeddings: np.ndarray, *, threshold: float = 0.95,
                         order: np.ndarray | None = None, exact_max: int = 20000,
-                        nprobe: int = 8, seed: int = 0) -> Duplicates:
+                        nprobe: int = 8, seed: Seed = None) -> Duplicates:
     """Drop items whose cosine similarity to a kept item is at least ``threshold``.
 
     embeddings : (n, d) float array (normalised here). order : (n,) keep-priority
     permutation (None: position order). exact_max : largest n searched exhaustively;
-    nprobe : clusters visited per query beyond it. seed : k-means seed.
+    nprobe : clusters visited per query beyond it. seed : seeds the IVF k-means and its
+    training sample (an int, a Generator or None, see
+    :func:`winnow.selectors.base.check_random_state`).
     """
     X = _normalised(embeddings)
     n = len(X)

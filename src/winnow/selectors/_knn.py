@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from winnow.selectors.base import Seed, check_random_state, int_seed
+
 
 def normalize_rows(X: np.ndarray) -> np.ndarray:
     """(n, d) float32 copy of ``X`` with unit-length rows (zero rows stay zero)."""
@@ -14,12 +16,13 @@ def normalize_rows(X: np.ndarray) -> np.ndarray:
 
 def knn(X: np.ndarray, k: int, *, metric: str = "ip", queries: np.ndarray | None = None,
         index: str = "auto", exact_max: int = 50_000, nlist: int | None = None,
-        nprobe: int = 8, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        nprobe: int = 8, random_state: Seed = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``X`` for every row of ``queries`` (default ``X``).
 
     metric : "ip" (inner product, larger is nearer) or "l2" (squared Euclidean).
     index : "flat" (exact), "ivf" (inverted lists, approximate) or "auto" (flat when
         ``len(X) <= exact_max``).
+    random_state : seeds the IVF training sample and k-means (unused by "flat").
     Returns (values, indices), both (q, k); values are inner products or squared
     distances, best first.
     """
@@ -38,9 +41,9 @@ def knn(X: np.ndarray, k: int, *, metric: str = "ip", queries: np.ndarray | None
         nlist = nlist or max(1, int(np.sqrt(n)))
         quantizer = faiss.IndexFlat(d, faiss_metric)
         idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
-        rng = np.random.default_rng(random_state)
-        train = X[rng.choice(n, size=min(n, 64 * nlist), replace=False)]
-        idx.cp.seed = int(random_state)
+        seed = int_seed(random_state)
+        train = X[check_random_state(seed).choice(n, size=min(n, 64 * nlist), replace=False)]
+        idx.cp.seed = seed
         idx.train(train)
         idx.nprobe = nprobe
     else:

@@ -22,14 +22,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector
+from winnow.selectors.base import Seed, Selection, Selector, check_random_state
 
 
-def spherical_kmeans(X: np.ndarray, k: int, iters: int = 20, seed: int = 0
+def spherical_kmeans(X: np.ndarray, k: int, iters: int = 20, random_state: Seed = None
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """(labels (n,), unit centroids (k, d)) of cosine k-means."""
+    """(labels (n,), unit centroids (k, d)) of cosine k-means on ``X`` (n, d)."""
     X = np.asarray(X, dtype=np.float32)
-    rng = np.random.default_rng(seed)
+    rng = check_random_state(random_state)
     k = min(k, len(X))
     c = X[rng.choice(len(X), k, replace=False)].copy()
     labels = np.zeros(len(X), dtype=np.int64)
@@ -53,17 +53,19 @@ class ClusterUCB(Selector):
     cold_start : fraction of each cluster drawn before the bandit starts (0).
     draw_batch : examples drawn per pull (1).
     kmeans_iters : Lloyd iterations (20).
+    random_state : seeds the k-means initialisation and the draws within each cluster.
 
     Inputs: ``X`` (n, d) features for clustering; ``scores`` (n,) influence scores, or
-    ``score_fn`` a callable giving the scores of given indices.
+    ``score_fn`` a callable giving the scores of given indices (exactly one of the two).
     """
 
     name = "cluster-ucb"
-    inputs = ("X", "scores")
+    inputs = ("X", "scores", "score_fn")
+    required_inputs = ("X",)
 
     def __init__(self, n_clusters: int = 20, beta: float = 1.0, budget_fraction: float = 0.2,
                  cold_start: float = 0.0, draw_batch: int = 1, kmeans_iters: int = 20,
-                 random_state: int | None = 0):
+                 random_state: Seed = None):
         if not 0 < budget_fraction <= 1:
             raise ValueError("budget_fraction must be in (0, 1]")
         self.n_clusters, self.beta = n_clusters, beta
@@ -79,9 +81,8 @@ class ClusterUCB(Selector):
             table = np.asarray(scores, dtype=np.float64)
             score_fn = lambda idx: table[idx]  # noqa: E731
         n = len(X)
-        seed = 0 if self.random_state is None else self.random_state
-        rng = np.random.default_rng(seed)
-        labels, _ = spherical_kmeans(X, self.n_clusters, self.kmeans_iters, seed)
+        rng = check_random_state(self.random_state)
+        labels, _ = spherical_kmeans(X, self.n_clusters, self.kmeans_iters, self.random_state)
         arms = [np.flatnonzero(labels == a) for a in range(labels.max() + 1)]
         arms = [rng.permutation(a) for a in arms if len(a)]
         drawn = [0] * len(arms)

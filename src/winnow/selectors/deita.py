@@ -29,6 +29,7 @@ class DeitaFilter(Selector):
 
     name = "deita"
     inputs = ("X", "scores", "complexity", "quality")
+    required_inputs = ("X",)
 
     def __init__(self, threshold: float = 0.9, chunk: int = 1024):
         self.threshold, self.chunk = threshold, chunk

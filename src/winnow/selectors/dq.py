@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector
+from winnow.selectors.base import Seed, Selection, Selector, check_random_state
 
 
 class DatasetQuantization(Selector):
@@ -27,9 +27,9 @@ class DatasetQuantization(Selector):
     """
 
     name = "dq"
-    inputs = ("X",)
+    inputs = required_inputs = ("X",)
 
-    def __init__(self, n_bins: int = 10, lam: float = 1.0, random_state: int = 0):
+    def __init__(self, n_bins: int = 10, lam: float = 1.0, random_state: Seed = None):
         self.n_bins, self.lam, self.random_state = n_bins, lam, random_state
 
     def bins(self, X: np.ndarray) -> np.ndarray:
@@ -54,7 +54,7 @@ class DatasetQuantization(Selector):
 
     def select(self, budget: int, *, X: np.ndarray) -> Selection:
         bin_of = self.bins(X)
-        rng = np.random.default_rng(self.random_state)
+        rng = check_random_state(self.random_state)
         per = np.full(self.n_bins, budget // self.n_bins)
         per[:budget % self.n_bins] += 1
         chosen = []

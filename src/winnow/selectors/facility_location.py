@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from winnow.selectors._knn import knn, normalize_rows
-from winnow.selectors.base import Selection, Selector
+from winnow.selectors.base import Seed, Selection, Selector
 
 METRICS = ("cosine", "rbf", "euclidean")
 
@@ -145,7 +145,7 @@ def greedy(coverage, budget: int, *, diversity_weight: float = 1.0,
 
 def build_coverage(X: np.ndarray, *, metric: str, gamma: float | None, mode: str,
                    dense_max: int, n_neighbors: int, index: str, nprobe: int,
-                   random_state: int):
+                   random_state: Seed):
     """The coverage term for ``X`` (n, d), or the (n, n) similarities ``X`` if ``metric``
     is "precomputed", and the mode used ("dense" or "sparse")."""
     if metric == "precomputed":
@@ -190,11 +190,12 @@ class FacilityLocation(Selector):
 
     name = "facility_location"
     inputs = ("X", "scores")
+    required_inputs = ("X",)  # scores too when quality_weight is set
 
     def __init__(self, metric: str = "cosine", gamma: float | None = None,
                  mode: str = "auto", dense_max: int = 20_000, n_neighbors: int = 32,
                  index: str = "auto", nprobe: int = 8, quality_weight: float = 0.0,
-                 diversity_weight: float = 1.0, random_state: int = 0):
+                 diversity_weight: float = 1.0, random_state: Seed = None):
         self.metric, self.gamma, self.mode, self.dense_max = metric, gamma, mode, dense_max
         self.n_neighbors, self.index, self.nprobe = n_neighbors, index, nprobe
         self.quality_weight, self.diversity_weight = quality_weight, diversity_weight

@@ -71,19 +71,18 @@ class G2IS(Selector):
     orient : flip components to agree with the mean target feature (not in G2IS; off).
 
     Inputs: ``X`` (n, d) pool gradient features, ``T`` (m, d) target gradient features.
+    Deterministic (full-SVD PCA, exact kNN graph): no seed.
     """
 
     name = "g2is"
-    inputs = ("X", "T")
+    inputs = required_inputs = ("X", "T")
 
     def __init__(self, val_k: float = 0.5, ways: float = 0.8, n_neighbors: int = 100,
-                 anchor_topk: int = 1000, orient: bool = False,
-                 random_state: int | None = None):
+                 anchor_topk: int = 1000, orient: bool = False):
         if not 0 < ways <= 1:
             raise ValueError("ways must be in (0, 1]")
         self.val_k, self.ways = val_k, ways
         self.n_neighbors, self.anchor_topk, self.orient = n_neighbors, anchor_topk, orient
-        self.random_state = random_state
 
     def components(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(p, d) unit principal directions of ``T`` up to ``val_k`` explained variance, and
@@ -96,8 +95,7 @@ class G2IS(Selector):
             raise ValueError("g2is: every target feature is zero (responses truncated away?)")
         if len(T) < 2 or np.allclose(T.var(0).sum(), 0):
             return _unit(T.mean(0, keepdims=True)), np.ones(1)
-        pca = PCA(n_components=self.val_k, svd_solver="full",
-                  random_state=self.random_state).fit(T)
+        pca = PCA(n_components=self.val_k, svd_solver="full").fit(T)
         w = pca.explained_variance_ratio_
         comps = _unit(pca.components_)
         if self.orient:

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
-from winnow.selectors.base import Selection, Selector
+from winnow.selectors.base import Seed, Selection, Selector, check_random_state
 
 
 def nearest_centroid(X: np.ndarray, centroids: np.ndarray, block: int = 65536) -> np.ndarray:
@@ -48,11 +48,11 @@ def kmeans_labels(X: np.ndarray, k: int, rng: np.random.Generator, niter: int = 
     return nearest_centroid(X, centroids)
 
 
-def two_level_labels(X: np.ndarray, n_groups: int, random_state: int = 0) -> np.ndarray:
+def two_level_labels(X: np.ndarray, n_groups: int, random_state: Seed = None) -> np.ndarray:
     """(n,) group labels: √n_groups coarse k-means cells, each split in proportion to its
     size (so assigning n points costs ~2·√n_groups distances each, not n_groups)."""
     n = len(X)
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     coarse = kmeans_labels(X, int(np.sqrt(n_groups)), rng)
     labels = np.empty(n, dtype=np.int64)
     nxt = 0
@@ -70,7 +70,7 @@ class _LazyCenters:
     """Grouped points, their squared distances to the nearest center, and per group the
     stale maximum (an upper bound) with the number of centers it accounts for."""
 
-    def __init__(self, X: np.ndarray, capacity: int, n_groups: int, random_state: int):
+    def __init__(self, X: np.ndarray, capacity: int, n_groups: int, random_state: Seed):
         labels = two_level_labels(X, n_groups, random_state)
         self.perm = np.argsort(labels, kind="stable")  # groups contiguous, indices ascending
         self.pos = np.empty_like(self.perm)
@@ -154,7 +154,8 @@ class KCenterGreedy(Selector):
     Parameters
     ----------
     n_groups : groups for the pruning (default 4·√n); changes speed only, not the result.
-    random_state : picks the first center when no ``initial`` set is given.
+    random_state : picks the first center when no ``initial`` set is given (and seeds the
+        grouping, which changes speed only).
 
     ``select(budget, X=(n, d), initial=(k,) optional)``: ``initial`` are indices already
     chosen (e.g. cluster centres, as the coreset papers start); they are not returned.
@@ -164,8 +165,9 @@ class KCenterGreedy(Selector):
 
     name = "kcenter"
     inputs = ("X", "initial")
+    required_inputs = ("X",)
 
-    def __init__(self, n_groups: int | None = None, random_state: int = 0):
+    def __init__(self, n_groups: int | None = None, random_state: Seed = None):
         self.n_groups, self.random_state = n_groups, random_state
 
     def select(self, budget: int, *, X: np.ndarray, initial: np.ndarray | None = None
@@ -176,7 +178,7 @@ class KCenterGreedy(Selector):
             return Selection(np.array([], dtype=np.int64), np.array([]),
                              {"method": "kcenter", "radius": None, "initial": 0, "gains": []})
         init = [] if initial is None else [int(i) for i in np.asarray(initial).reshape(-1)]
-        first = init[0] if init else int(np.random.default_rng(self.random_state).integers(n))
+        first = init[0] if init else int(check_random_state(self.random_state).integers(n))
         capacity = min(len(init) + budget, n)
         state = _LazyCenters(X, capacity, self.n_groups or 4 * int(np.sqrt(n)), self.random_state)
         centers: list[int] = [] if init else [first]

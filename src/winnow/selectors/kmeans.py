@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector
+from winnow.selectors.base import Seed, Selection, Selector, int_seed
 
 RULES = ("random", "top", "bottom", "band")
 
 
-def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: int,
+def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: Seed = None,
                   minibatch: bool = False) -> np.ndarray:
     """(n,) cluster labels of scikit-learn ``KMeans(n_clusters, random_state, n_init="auto")``
-    on float32 ``X``, at any size, as Cherry LLM and Small2Large cluster; ``minibatch``:
-    ``MiniBatchKMeans`` instead (faster on millions of rows, different clusters)."""
+    on float32 ``X`` (n, d), at any size, as Cherry LLM and Small2Large cluster (a
+    Generator or None seeds it with :func:`int_seed`); ``minibatch``: ``MiniBatchKMeans``
+    instead (faster on millions of rows, different clusters)."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     k = min(n_clusters, len(X))
     cls = MiniBatchKMeans if minibatch else KMeans
-    return cls(n_clusters=k, random_state=random_state, n_init="auto").fit_predict(
+    return cls(n_clusters=k, random_state=int_seed(random_state), n_init="auto").fit_predict(
         np.asarray(X, dtype=np.float32))
 
 
@@ -55,7 +56,8 @@ class KMeansSampler(Selector):
     redistribute : give the quota a cluster cannot fill to the others (Cherry does not).
     minibatch : cluster with ``MiniBatchKMeans`` (not the official ``KMeans``; for very
         large pools).
-    random_state : seeds k-means and random picks.
+    random_state : seeds k-means and the random picks (one int seed per call, see
+        :func:`int_seed`; each cluster's picks depend on it and the cluster's first row).
 
     ``select(budget, X=(n, d), scores=(n,) optional, labels=(n,) optional)``: given
     ``labels`` skip clustering. The trace holds cluster sizes, quotas and labels.
@@ -63,10 +65,11 @@ class KMeansSampler(Selector):
 
     name = "kmeans"
     inputs = ("X", "scores", "labels")
+    required_inputs = ()  # X or labels; scores for every rule but "random"
 
     def __init__(self, n_clusters: int = 100, quota: str = "equal", rule: str = "random",
                  low: float = 0.25, high: float = 0.75, pick: str = "random",
-                 redistribute: bool = True, minibatch: bool = False, random_state: int = 0):
+                 redistribute: bool = True, minibatch: bool = False, random_state: Seed = None):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, not {rule!r}")
         if pick not in ("even", "random"):
@@ -76,11 +79,12 @@ class KMeansSampler(Selector):
         self.redistribute, self.minibatch = redistribute, minibatch
         self.random_state = random_state
 
-    def _eligible(self, members: np.ndarray, scores: np.ndarray | None, want: int) -> np.ndarray:
+    def _eligible(self, members: np.ndarray, scores: np.ndarray | None, want: int,
+                  seed: int) -> np.ndarray:
         """Members in preference order: all of them when the cluster has at most ``want``
         (fewer than ``want`` for "band": Cherry's sample_middle_confidence_data applies the
         band to a cluster of exactly n)."""
-        rng = np.random.default_rng([self.random_state, int(members[0])])
+        rng = np.random.default_rng([seed, int(members[0])])
         few = len(members) < want if self.rule == "band" else len(members) <= want
         if self.rule == "random" or few:
             return members if self.rule != "random" else rng.permutation(members)
@@ -102,16 +106,17 @@ class KMeansSampler(Selector):
                ) -> Selection:
         if self.rule != "random" and scores is None:
             raise ValueError(f"kmeans: rule {self.rule!r} needs scores")
+        seed = int_seed(self.random_state)
         if labels is None:
             if X is None:
                 raise ValueError("kmeans: give X (features) or labels")
-            labels = kmeans_labels(X, self.n_clusters, self.random_state, self.minibatch)
+            labels = kmeans_labels(X, self.n_clusters, seed, self.minibatch)
         labels = np.asarray(labels, dtype=np.int64)
         scores = None if scores is None else np.asarray(scores, dtype=np.float64)
         ids = np.unique(labels)
         groups = [np.flatnonzero(labels == c) for c in ids]
         q = quotas(np.array([len(g) for g in groups]), min(budget, len(labels)), self.quota)
-        ordered = [self._eligible(g, scores, int(w)) for g, w in zip(groups, q)]
+        ordered = [self._eligible(g, scores, int(w), seed) for g, w in zip(groups, q)]
         take = np.minimum(q, [len(o) for o in ordered])
         while self.redistribute and take.sum() < min(budget, len(labels)):
             room = np.array([len(o) for o in ordered]) - take

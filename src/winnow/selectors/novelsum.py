@@ -28,11 +28,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from winnow.selectors._knn import knn, normalize_rows
-from winnow.selectors.base import Selection, Selector
+from winnow.selectors.base import Seed, Selection, Selector, check_random_state
 
 
 def local_density(X: np.ndarray, reference: np.ndarray | None = None, n_neighbors: int = 10,
-                  power: float = 0.5, index: str = "auto", random_state: int = 0,
+                  power: float = 0.5, index: str = "auto", random_state: Seed = None,
                   regularization: float = 1e-9) -> np.ndarray:
     """(n,) σ = 1/(mean squared L2 distance to the ``n_neighbors`` nearest rows of the
     de-duplicated ``reference`` (default X), the first hit — the point itself — dropped)."""
@@ -74,19 +74,20 @@ class NovelSelect(Selector):
     head, bins : K smallest values kept per candidate, and B value bins for the rest,
         for the bounds (speed only, never the result).
     index : faiss search for the densities ("flat", "ivf", "auto").
-    random_state : picks the first point.
+    random_state : picks the first point (and seeds an IVF density search).
 
-    ``select(budget, X=(n, d))``. Selected points are not candidates again (the official
-    loop can in principle re-pick one; it never should). Trace: first point, values,
-    exact evaluations.
+    ``select(budget, X=(n, d), density=(n,) optional)``: ``density`` replaces the computed
+    σ. Selected points are not candidates again (the official loop can in principle re-pick
+    one; it never should). Trace: first point, values, exact evaluations.
     """
 
     name = "novelselect"
-    inputs = ("X",)
+    inputs = ("X", "density")
+    required_inputs = ("X",)
 
     def __init__(self, n_neighbors: int = 10, density_power: float = 0.5,
                  distance_power: float = 1.0, head: int = 64, bins: int = 32,
-                 batch: int = 16, index: str = "auto", random_state: int = 0):
+                 batch: int = 16, index: str = "auto", random_state: Seed = None):
         self.n_neighbors, self.density_power = n_neighbors, density_power
         self.distance_power, self.head, self.bins = distance_power, head, bins
         self.batch, self.index, self.random_state = batch, index, random_state
@@ -106,7 +107,7 @@ class NovelSelect(Selector):
         values = _Values(sigma, self.head, self.bins, budget, self.distance_power)
         free = np.ones(n, dtype=bool)
         sel64 = np.empty((budget, X.shape[1]))  # selected unit rows, float64
-        first = int(np.random.default_rng(self.random_state).integers(n))
+        first = int(check_random_state(self.random_state).integers(n))
         chosen, vals, evals = [first], [float("nan")], 0
         # many small products: one BLAS thread avoids thread start-up and contention
         with threadpool_limits(1, user_api="blas"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector
+from winnow.selectors.base import Seed, Selection, Selector
 from winnow.selectors.facility_location import FacilityLocation
 
 
@@ -18,7 +18,7 @@ class QDIT(Selector):
     Parameters
     ----------
     alpha : weight of quality (0: pure facility location, 1: top by quality).
-    metric, mode, n_neighbors, index : as :class:`FacilityLocation`.
+    metric, mode, n_neighbors, index, random_state : as :class:`FacilityLocation`.
 
     ``select(budget, X=(n, d), scores=(n,) optional)``: without scores every quality is 0
     and the choice is facility location's.
@@ -26,9 +26,10 @@ class QDIT(Selector):
 
     name = "qdit"
     inputs = ("X", "scores")
+    required_inputs = ("X",)
 
     def __init__(self, alpha: float = 0.7, metric: str = "cosine", mode: str = "auto",
-                 n_neighbors: int = 32, index: str = "auto", random_state: int = 0):
+                 n_neighbors: int = 32, index: str = "auto", random_state: Seed = None):
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], not {alpha}")
         self.alpha, self.metric, self.mode = alpha, metric, mode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector
+from winnow.selectors.base import Seed, Selection, Selector, check_random_state
 
 
 def _order(scores: np.ndarray, descending: bool) -> np.ndarray:
@@ -18,7 +18,7 @@ class TopK(Selector):
     """The ``budget`` items with the highest ``scores`` (ties: lower index first)."""
 
     name = "top"
-    inputs = ("scores",)
+    inputs = required_inputs = ("scores",)
 
     def select(self, budget: int, *, scores: np.ndarray) -> Selection:
         idx = _order(scores, descending=True)[:budget]
@@ -30,7 +30,7 @@ class BottomK(Selector):
     """The ``budget`` items with the lowest ``scores``."""
 
     name = "bottom"
-    inputs = ("scores",)
+    inputs = required_inputs = ("scores",)
 
     def select(self, budget: int, *, scores: np.ndarray) -> Selection:
         idx = _order(scores, descending=False)[:budget]
@@ -43,7 +43,7 @@ class Threshold(Selector):
     ``order`` ("desc", "asc" or "index"), at most ``budget``."""
 
     name = "threshold"
-    inputs = ("scores",)
+    inputs = required_inputs = ("scores",)
 
     def __init__(self, low: float | None = None, high: float | None = None,
                  order: str = "desc", inclusive: bool = True):
@@ -71,9 +71,9 @@ class QuantileBand(Selector):
     seeded random sample of ``budget`` of them when the band holds more."""
 
     name = "band"
-    inputs = ("scores",)
+    inputs = required_inputs = ("scores",)
 
-    def __init__(self, low: float = 0.25, high: float = 0.75, random_state: int | None = 0):
+    def __init__(self, low: float = 0.25, high: float = 0.75, random_state: Seed = None):
         if not 0 <= low <= high <= 1:
             raise ValueError(f"need 0 <= low <= high <= 1, got low={low}, high={high}")
         self.low, self.high, self.random_state = low, high, random_state
@@ -84,19 +84,19 @@ class QuantileBand(Selector):
         idx = np.flatnonzero((s >= lo) & (s <= hi))
         in_band = len(idx)
         if budget < in_band:
-            idx = np.random.default_rng(self.random_state).choice(idx, budget, replace=False)
+            idx = check_random_state(self.random_state).choice(idx, budget, replace=False)
         return Selection(idx, s[idx], {"low": float(lo), "high": float(hi), "in_band": in_band})
 
 
 class RandomSample(Selector):
-    """A uniform random sample of ``budget`` items out of ``n``."""
+    """A uniform random sample of ``budget`` positions out of ``n`` (an int)."""
 
     name = "random"
+    inputs = required_inputs = ("n",)
 
-    def __init__(self, random_state: int | None = 0):
+    def __init__(self, random_state: Seed = None):
         self.random_state = random_state
 
     def select(self, budget: int, *, n: int) -> Selection:
-        rng = np.random.default_rng(self.random_state)
-        idx = rng.choice(n, size=min(budget, n), replace=False)
-        return Selection(idx, trace={"random_state": self.random_state})
+        idx = check_random_state(self.random_state).choice(n, size=min(budget, n), replace=False)
+        return Selection(idx)

@@ -12,7 +12,8 @@ offline ones (max_K 5000, kde_K 1000, sigma 0.75, alpha 0.6, C 5), capped by the
 
 NEAR (DataFlex ``near_selector.py``): rank pool examples by distance for every target
 example, then take the nearest of each target in turn, then the second nearest of each, ...,
-skipping examples already taken.
+skipping examples already taken. The search is exact (DataFlex uses an IVF index), so NEAR
+has no random choice and no seed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import heapq
 
 import numpy as np
 
-from winnow.selectors.base import Selection, Selector
+from winnow.selectors.base import Seed, Selection, Selector, check_random_state
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -90,16 +91,16 @@ class TSDS(Selector):
     """
 
     name = "tsds"
-    inputs = ("X", "T")
+    inputs = required_inputs = ("X", "T")
 
     def __init__(self, max_K: int = 5000, kde_K: int = 1000, sigma: float = 0.75,
-                 alpha: float = 0.6, C: float = 5.0, random_state: int | None = 0):
+                 alpha: float = 0.6, C: float = 5.0, random_state: Seed = None):
         self.max_K, self.kde_K, self.sigma, self.alpha, self.C = max_K, kde_K, sigma, alpha, C
         self.random_state = random_state
 
     def select(self, budget: int, *, X: np.ndarray, T: np.ndarray) -> Selection:
         probs = tsds_probabilities(X, T, self.max_K, self.kde_K, self.sigma, self.alpha, self.C)
-        rng = np.random.default_rng(self.random_state)
+        rng = check_random_state(self.random_state)
         support = int((probs > 0).sum())
         take = min(budget, support)
         # weighted sampling without replacement: the `take` largest of log p + Gumbel noise
@@ -120,11 +121,10 @@ class NEAR(Selector):
     """
 
     name = "near"
-    inputs = ("X", "T")
+    inputs = required_inputs = ("X", "T")
 
-    def __init__(self, max_K: int = 1000, random_state: int | None = None):
+    def __init__(self, max_K: int = 1000):
         self.max_K = max_K
-        self.random_state = random_state
 
     def select(self, budget: int, *, X: np.ndarray, T: np.ndarray) -> Selection:
         X, T = _unit(X), _unit(T)
