@@ -94,6 +94,9 @@ def test_concurrency_limit_is_respected(tmp_path):
 
 
 def test_second_run_with_the_same_cache_sends_zero_requests(server, tmp_path):
+    assert len(client(server).map(asks(2) + asks(2))) == 4
+    assert len(server.requests) == 4  # without a cache every request is sent
+    server.requests.clear()
     first = client(server, cache_dir=tmp_path).map(asks(5) + asks(2))
     assert len(server.requests) == 5  # identical requests are asked once
     assert len(cache_files(tmp_path)) == 5

@@ -70,8 +70,11 @@ def test_judge_retries_and_swaps_order(judge_url):
                      ["short", "same", "longer one"])
     assert rates["outcomes"] == [1, 0, -1]
     assert _LengthJudge.calls == 1 + 6  # one failure, then two orders per prompt
-    with pytest.raises(RuntimeError, match="failed after"):
-        Judge("http://127.0.0.1:9/v1", retries=0, timeout=1).ask("hi")
+    dead = Judge("http://127.0.0.1:9/v1", retries=0, timeout=1)
+    assert dead.ask("hi") is None
+    assert dead.verdicts([("q", "a", "b")])[0].reason == "ConnectError after 1 attempt"
+    assert win_rate(dead, ["q"], ["a"], ["b"]) == {"win": None, "tie": None, "loss": None,
+                                                  "n": 0, "missing": 1, "outcomes": [None]}
 
 
 def test_option_letters():

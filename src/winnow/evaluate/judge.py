@@ -2,18 +2,19 @@
 
 Each comparison is asked twice, with the two answers in both orders. A model *wins* a
 prompt when it wins both orders, or wins one and ties the other; it *loses* in the mirror
-case; anything else is a tie. The API key is read from the environment, never logged.
+case; anything else is a tie. Requests go through :class:`winnow.models.chat.ChatClient`
+(its rules for the key, retries and failures): a verdict that never came, or a reply naming
+no response, is missing, and its prompt is left out of the rates.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+from winnow.models.chat import DEFAULT_KEY_ENV, ChatClient, Result
 
 JUDGE_PROMPT = """You are comparing two responses to the same instruction.
 
@@ -32,53 +33,57 @@ Which response is more helpful, correct and relevant? Answer with exactly one of
 _VERDICT = re.compile(r"response\s*([12])|\b(tie)\b", re.IGNORECASE)
 
 
+def parse_verdict(reply: str) -> int | None:
+    """1 or 2 for the better response, 0 for a tie, None when the reply names neither."""
+    m = _VERDICT.search(reply)
+    if not m:
+        return None
+    return 0 if m.group(2) else int(m.group(1))
+
+
 @dataclass
 class Judge:
-    """An OpenAI-compatible chat endpoint used as a pairwise judge.
+    """An OpenAI-compatible chat endpoint used as a pairwise judge (temperature 0).
 
     base_url : e.g. ``http://localhost:8080/v1`` (``/chat/completions`` is appended).
     model : the model name sent in requests.
     api_key_env : environment variable holding the key (may be unset for local servers).
-    timeout : seconds per request; retries : attempts after the first, with backoff.
+    timeout : seconds per request; retries : attempts after the first, with backoff from
+    ``backoff`` seconds. concurrency : requests in flight. cache_dir : reply cache folder.
     """
 
     base_url: str
     model: str = "judge"
-    api_key_env: str = "WINNOW_JUDGE_API_KEY"
+    api_key_env: str = DEFAULT_KEY_ENV
     timeout: float = 60.0
     retries: int = 3
     max_tokens: int = 16
+    backoff: float = 1.0
+    concurrency: int = 4
+    cache_dir: str | os.PathLike | None = None
+    client: ChatClient = field(init=False, repr=False, compare=False)
 
-    def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.api_key_env)
-        return {"Authorization": f"Bearer {key}"} if key else {}
+    def __post_init__(self):
+        self.client = ChatClient(self.base_url, self.model, self.api_key_env,
+                                 timeout=self.timeout, retries=self.retries,
+                                 backoff=self.backoff, concurrency=self.concurrency,
+                                 cache_dir=self.cache_dir)
 
-    def ask(self, prompt: str) -> str:
-        """The judge's reply text to one user message (temperature 0)."""
-        url = self.base_url.rstrip("/") + "/chat/completions"
-        body = {"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
-                "messages": [{"role": "user", "content": prompt}]}
-        error: Exception | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                r = httpx.post(url, json=body, headers=self._headers(), timeout=self.timeout)
-                r.raise_for_status()
-                return r.json()["choices"][0]["message"]["content"] or ""
-            except (httpx.HTTPError, KeyError, IndexError, ValueError) as e:
-                error = e
-                if attempt < self.retries:
-                    time.sleep(min(2 ** attempt, 10))
-        raise RuntimeError(f"judge at {url} failed after {self.retries + 1} attempts: "
-                           f"{type(error).__name__}: {error}")
+    def ask(self, prompt: str) -> str | None:
+        """The judge's reply text to one user message, or None once the retries are spent."""
+        return self.client.chat(prompt, temperature=0, max_tokens=self.max_tokens).text
 
-    def verdict(self, instruction: str, first: str, second: str) -> int:
-        """1 or 2 for the better response, 0 for a tie (or an unreadable reply)."""
-        reply = self.ask(JUDGE_PROMPT.format(instruction=instruction, first=first,
-                                             second=second))
-        m = _VERDICT.search(reply)
-        if not m or m.group(2):
-            return 0
-        return int(m.group(1))
+    def verdicts(self, comparisons: list[tuple[str, str, str]]) -> list[Result]:
+        """Verdicts on ``(instruction, first, second)`` comparisons, asked concurrently:
+        each value is :func:`parse_verdict`'s, or None with the reason."""
+        return self.client.map(
+            [{"messages": [{"role": "user", "content": JUDGE_PROMPT.format(
+                instruction=q, first=a, second=b)}], "temperature": 0,
+              "max_tokens": self.max_tokens} for q, a, b in comparisons], parse_verdict)
+
+    def verdict(self, instruction: str, first: str, second: str) -> int | None:
+        """1 or 2 for the better response, 0 for a tie, None when missing."""
+        return self.verdicts([(instruction, first, second)])[0].value
 
 
 def combine(first_order: int, swapped: int) -> int:
@@ -89,11 +94,16 @@ def combine(first_order: int, swapped: int) -> int:
 
 def win_rate(judge: Judge, instructions: list[str], answers_a: list[str],
              answers_b: list[str]) -> dict[str, Any]:
-    """A vs B over prompts: ``{"win", "tie", "loss", "n", "outcomes"}`` (rates in [0, 1])."""
-    outcomes = []
-    for q, a, b in zip(instructions, answers_a, answers_b):
-        outcomes.append(combine(judge.verdict(q, a, b), judge.verdict(q, b, a)))
-    n = len(outcomes)
-    return {"win": outcomes.count(1) / n if n else None,
-            "tie": outcomes.count(0) / n if n else None,
-            "loss": outcomes.count(-1) / n if n else None, "n": n, "outcomes": outcomes}
+    """A vs B over prompts: ``{"win", "tie", "loss", "n", "missing", "outcomes"}``; rates in
+    [0, 1] over the ``n`` prompts with both verdicts; a prompt with a missing verdict has
+    outcome None and is counted in ``missing``."""
+    results = judge.verdicts([c for q, a, b in zip(instructions, answers_a, answers_b)
+                              for c in ((q, a, b), (q, b, a))])
+    outcomes = [None if x.value is None or y.value is None else combine(x.value, y.value)
+                for x, y in zip(results[::2], results[1::2])]
+    judged = [o for o in outcomes if o is not None]
+    n = len(judged)
+    return {"win": judged.count(1) / n if n else None,
+            "tie": judged.count(0) / n if n else None,
+            "loss": judged.count(-1) / n if n else None, "n": n,
+            "missing": len(outcomes) - n, "outcomes": outcomes}

@@ -22,7 +22,7 @@ Rules, the same for every caller:
   the key hashes the endpoint, the model name, the prompt or messages and the sampling
   parameters. A rerun, or a run resumed after a kill, asks only for what has no reply yet.
   Identical requests share one reply: to sample the same prompt twice, vary ``seed``.
-  Failures are not cached.
+  Failures are not cached. Without a cache every request is sent.
 """
 
 from __future__ import annotations
@@ -121,26 +121,27 @@ class ChatClient:
     def map(self, requests: Sequence[dict[str, Any]],
             parse: Callable[[str], Any] | None = None) -> list[Result]:
         """Results of ``requests`` in their order: cached replies first, then the others with
-        at most ``concurrency`` in flight, each cached as it arrives. ``parse(text)`` runs
-        here, in the calling thread."""
+        at most ``concurrency`` in flight, each cached as it arrives (identical requests are
+        asked once when there is a cache). ``parse(text)`` runs in the calling thread."""
         jobs = [self._body(r) for r in requests]
-        replies: dict[str, tuple[dict | None, str | None, bool]] = {}
-        todo: dict[str, tuple[str, dict]] = {}
-        for endpoint, body, key in jobs:
-            if key in replies or key in todo:
+        slots = [key if self.cache_dir else i for i, (_, _, key) in enumerate(jobs)]
+        replies: dict[str | int, tuple[dict | None, str | None, bool]] = {}
+        todo: dict[str | int, tuple[str, dict, str]] = {}
+        for slot, job in zip(slots, jobs):
+            if slot in replies or slot in todo:
                 continue
-            reply = self._cached(key)
+            reply = self._cached(job[2])
             if reply is not None:
-                replies[key] = (reply, None, True)
+                replies[slot] = (reply, None, True)
             else:
-                todo[key] = (endpoint, body)
+                todo[slot] = job
         if todo:
             with ThreadPoolExecutor(min(self.concurrency, len(todo))) as pool:
-                futures = {pool.submit(self._fetch, endpoint, body, key): key
-                           for key, (endpoint, body) in todo.items()}
+                futures = {pool.submit(self._fetch, *job): slot for slot, job in todo.items()}
                 for future in as_completed(futures):
                     replies[futures[future]] = (*future.result(), False)
-        results = [_result(*replies[key], endpoint, parse) for endpoint, _, key in jobs]
+        results = [_result(*replies[slot], endpoint, parse)
+                   for slot, (endpoint, _, _) in zip(slots, jobs)]
         failed = [r.reason for r in results if r.text is None]
         if failed:
             log.warning("%s (%s): %d of %d requests failed; first: %s", self.base_url,
@@ -212,7 +213,8 @@ class ChatClient:
                 delay = max(min(self.backoff * 2 ** attempt, MAX_BACKOFF), retry_after)
                 log.info("%s: %s; retry %d in %.2fs", url, problem, attempt + 1, delay)
                 time.sleep(delay)
-        return None, f"{problem} after {self.retries + 1} attempts"
+        attempts = self.retries + 1
+        return None, f"{problem} after {attempts} attempt{'s' if attempts > 1 else ''}"
 
 
 def _entry(cache_dir: Path, key: str) -> Path:

@@ -2,10 +2,10 @@
 
 ``api``   an OpenAI-compatible chat endpoint asked to rate the response with a number
           (DataFlex's judge prompt, 0.0 worst to 1.0 best; with the target's reference
-          answer when it has one). Retries with exponential backoff on timeouts, connection
-          errors, 429 (honouring ``Retry-After``) and 5xx; a reply without a number, or a
-          request that still fails, is a *missing* reward (``None``), never an exception.
-          The key is read from the environment variable named by ``api_key_env``.
+          answer when it has one), through :class:`winnow.models.chat.ChatClient`: retries,
+          the key (read from the environment variable named by ``api_key_env``) and failures
+          follow its rules; a reply without a number, or a request that still fails, is a
+          *missing* reward (``None``), never an exception.
 ``local`` a sequence-classification reward model (path or HF id) scoring (prompt, response);
           one logit → sigmoid (DataFlex) or the raw logit (``squash: none``, NICE's code),
           several → probability of the last class.
@@ -20,18 +20,15 @@ target's response) and the target's extra fields (``answer``, ``subject`` ...).
 from __future__ import annotations
 
 import importlib
-import logging
 import math
-import os
 import re
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import numpy as np
 
-log = logging.getLogger(__name__)
+from winnow.models.chat import DEFAULT_KEY_ENV, ChatClient, Result
 
 PROMPT_WITH_REF = (
     "You are a reward model. Evaluate the candidate response to the instruction against the "
@@ -87,28 +84,29 @@ class RewardBackend(ABC):
 
 
 class ApiReward(RewardBackend):
-    """LLM judge over an OpenAI-compatible chat endpoint (see module docstring).
+    """LLM judge over an OpenAI-compatible chat endpoint (see module docstring), asked through
+    :class:`~winnow.models.chat.ChatClient` and its rules for keys, retries and failures.
 
-    url : the endpoint (``.../v1/chat/completions``; a base ending in ``/v1`` is completed).
+    url : the endpoint (``.../v1``, or ``.../v1/chat/completions``).
     model : model name sent. api_key_env : variable holding the key (unset: no auth header).
     temperature, max_tokens : sampling of the judge. timeout : seconds per request.
     retries : attempts after the first. backoff : first wait in seconds (doubles each time).
+    cache_dir : folder of the reply cache (None: none); a rerun asks only what is missing.
     """
 
     name = "api"
 
-    def __init__(self, url: str, model: str = "gpt-4o", api_key_env: str = "WINNOW_API_KEY",
+    def __init__(self, url: str, model: str = "gpt-4o", api_key_env: str = DEFAULT_KEY_ENV,
                  temperature: float = 0.0, max_tokens: int = 16, timeout: float = 60.0,
                  retries: int = 4, backoff: float = 1.0, prompt_with_ref: str = PROMPT_WITH_REF,
-                 prompt_no_ref: str = PROMPT_NO_REF):
-        self.url = url if url.rstrip("/").endswith("/chat/completions") else \
-            url.rstrip("/") + "/chat/completions"
+                 prompt_no_ref: str = PROMPT_NO_REF, cache_dir: str | None = None):
+        self.client = ChatClient(url, model, api_key_env, timeout=timeout, retries=retries,
+                                 backoff=backoff, cache_dir=cache_dir)
+        self.url = self.client.base_url + "/chat/completions"
         self.model, self.api_key_env = model, api_key_env
         self.temperature, self.max_tokens = temperature, max_tokens
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.prompt_with_ref, self.prompt_no_ref = prompt_with_ref, prompt_no_ref
         self.failures = 0
-        self._client = httpx.Client(timeout=timeout)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "api", "url": self.url, "model": self.model,
@@ -125,83 +123,80 @@ class ApiReward(RewardBackend):
 
     def ask(self, content: str) -> str | None:
         """The reply text, or None once the retries are spent."""
-        key = os.environ.get(self.api_key_env)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        body = {"model": self.model, "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
-                "messages": [{"role": "user", "content": content}]}
-        wait = self.backoff
-        for attempt in range(self.retries + 1):
-            retry_after = None
-            try:
-                r = self._client.post(self.url, json=body, headers=headers)
-                if r.status_code == 200:
-                    return str(r.json()["choices"][0]["message"]["content"])
-                problem = f"HTTP {r.status_code}"
-                if r.status_code != 429 and r.status_code < 500:
-                    log.warning("reward api %s: %s (not retried)", self.url, problem)
-                    break
-                retry_after = r.headers.get("retry-after")
-            except (httpx.TimeoutException, httpx.TransportError) as e:
-                problem = type(e).__name__
-            except (ValueError, KeyError, IndexError, TypeError) as e:
-                problem = f"unreadable reply ({type(e).__name__})"
-                log.warning("reward api %s: %s", self.url, problem)
-                break
-            if attempt < self.retries:
-                delay = wait
-                if retry_after is not None:
-                    try:
-                        delay = max(delay, float(retry_after))
-                    except ValueError:
-                        pass
-                log.info("reward api %s: %s; retry %d in %.1fs", self.url, problem,
-                         attempt + 1, delay)
-                time.sleep(delay)
-                wait *= 2
-        self.failures += 1
-        return None
+        return self._chat(content).text
 
     def score(self, example: dict[str, Any], prediction: str) -> float | None:
-        reply = self.ask(self.prompt(example, prediction))
-        return None if reply is None else parse_score(reply)
+        return self._chat(self.prompt(example, prediction), parse_score).value
+
+    def _chat(self, content: str, parse: Callable[[str], Any] | None = None) -> Result:
+        result = self.client.chat(content, parse, temperature=self.temperature,
+                                  max_tokens=self.max_tokens)
+        if result.text is None:
+            self.failures += 1
+        return result
 
 
 class LocalReward(RewardBackend):
-    """A sequence-classification reward model scoring (prompt, response) pairs."""
+    """A sequence-classification reward model scoring (prompt, response) pairs: the tokenizer's
+    pair encoding, truncated longest-first to ``max_length`` tokens.
+
+    squash : with one logit, ``sigmoid`` (DataFlex) or ``none`` (the raw logit, NICE's code);
+        with several, the probability of the last class.
+    logit : score by this raw logit instead, whatever the head (MoDS: 0).
+    """
 
     name = "local"
 
     def __init__(self, model: str, squash: str = "sigmoid", device: str = "auto",
-                 max_length: int = 4096):
+                 max_length: int = 4096, logit: int | None = None):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from winnow.models.device import resolve_device
 
         if squash not in ("sigmoid", "none"):
             raise ValueError("squash must be 'sigmoid' or 'none'")
-        self.path, self.squash, self.max_length = model, squash, max_length
+        self.path, self.squash, self.max_length, self.logit = model, squash, max_length, logit
         self.device = resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.model = AutoModelForSequenceClassification.from_pretrained(model).to(self.device)
         self.model.eval()
+        if self.tokenizer.pad_token is None:  # batches pad with EOS, and the head skips it
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        elif self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "local", "model": self.path, "squash": self.squash}
+        ident = {"backend": "local", "model": self.path, "squash": self.squash}
+        return ident if self.logit is None else {**ident, "logit": self.logit}
 
     def score(self, example: dict[str, Any], prediction: str) -> float | None:
-        import torch
-
         prompt = "\n\n".join(x for x in (example.get("instruction", ""), example.get("input"))
                              if x)
-        enc = self.tokenizer(prompt, prediction, return_tensors="pt", truncation=True,
-                             max_length=self.max_length).to(self.device)
+        return float(self.score_pairs([prompt], [prediction])[0])
+
+    def score_pairs(self, prompts: list[str], responses: list[str],
+                    batch_size: int = 8) -> np.ndarray:
+        """Scores (n,) float32 of the pairs ``(prompts[i], responses[i])``, ``batch_size``
+        pairs per forward pass (padded)."""
+        import torch
+
+        out = []
         with torch.no_grad():
-            logits = self.model(**enc).logits[0].float()
-        if logits.numel() == 1:
-            v = logits[0]
-            return float(torch.sigmoid(v) if self.squash == "sigmoid" else v)
-        return float(torch.softmax(logits, -1)[-1])
+            for a in range(0, len(prompts), batch_size):
+                enc = self.tokenizer(prompts[a:a + batch_size], responses[a:a + batch_size],
+                                     truncation=True, max_length=self.max_length, padding=True,
+                                     return_tensors="pt").to(self.device)
+                logits = self.model(**enc).logits.float()
+                if self.logit is not None:
+                    scores = logits[:, self.logit]
+                elif logits.shape[1] == 1:
+                    scores = torch.sigmoid(logits[:, 0]) if self.squash == "sigmoid" \
+                        else logits[:, 0]
+                else:
+                    scores = torch.softmax(logits, -1)[:, -1]
+                out.append(scores.cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 class RuleReward(RewardBackend):
@@ -260,3 +255,12 @@ def make_reward(backend: str, params: dict[str, Any] | None = None) -> RewardBac
         raise ValueError("reward backend local_vllm is DataFlex's vLLM server; run any "
                          "OpenAI-compatible server (vLLM, llama.cpp) and use backend: api")
     raise ValueError(f"unknown reward backend {backend!r}; choose api, local or rule")
+
+
+def reward_scores(model: str, prompts: list[str], responses: list[str], *, logit: int = 0,
+                  max_length: int = 512, batch_size: int = 8,
+                  device: str = "auto") -> np.ndarray:
+    """MoDS's reward: raw logit ``logit`` of a sequence-classification model on each
+    (prompt, response) pair, truncated to ``max_length`` tokens; (n,) float32."""
+    return LocalReward(model, device=device, max_length=max_length,
+                       logit=logit).score_pairs(prompts, responses, batch_size)
