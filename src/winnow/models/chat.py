@@ -207,7 +207,7 @@ class ChatClient:
                 problem = f"HTTP {r.status_code}"
                 if r.status_code not in _RETRIED and r.status_code < 500:
                     detail = r.text[:200].replace(key, "***") if key else r.text[:200]
-                    return None, f"{problem} (not retried): {detail}".rstrip(": ")
+                    return None, f"{problem} (not retried)" + (f": {detail}" if detail else "")
                 retry_after = _seconds(r.headers.get("retry-after"))
             if attempt < self.retries:
                 delay = max(min(self.backoff * 2 ** attempt, MAX_BACKOFF), retry_after)
