@@ -16,7 +16,6 @@ import numpy as np
 from winnow.data import load_pool
 from winnow.recipes.runner import run_recipe
 from winnow.store import Store
-from winnow.train.pipelines import run_pipeline
 
 FIXTURES = Path(__file__).parent / "fixtures" / "regression"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -61,8 +60,8 @@ def run_case(name: str, data: Path, store: Store):
         return run_recipe("less", mixed.subset(rows), 3, params=LESS_TINY, store=store,
                           target=target.subset([0, 1, 5, 6])), True
     if name == "cherry":
-        return run_pipeline("cherry", alpaca.subset(range(24)), 4, store=store,
-                            params=CHERRY_TINY), True
+        return run_recipe("cherry", alpaca.subset(range(24)), 4, store=store,
+                          params=CHERRY_TINY), True
     raise ValueError(name)
 
 

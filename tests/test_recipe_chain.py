@@ -18,13 +18,13 @@ from winnow.dedup import normalize, shingles, texts_of
 from winnow.dedup.text import jaccard
 from winnow.recipes.recipe import Recipe
 from winnow.recipes.runner import SELECTED, run_recipe
-from winnow.signals.base import Signal, register_signal
+from winnow.registry import SIGNALS
+from winnow.signals.base import Signal
 from winnow.store import Store
 
 CHAIN = Path(__file__).resolve().parents[1] / "examples" / "recipes" / "dedup_ifd_facility.yaml"
 
 
-@register_signal
 class WordCount(Signal):
     """Words in the last response; counts the rows it computes (for the tests below)."""
 
@@ -36,6 +36,9 @@ class WordCount(Signal):
         WordCount.rows_computed += stop - start
         return {"words": np.array([len(c[-1]["content"].split())
                                    for c in pool.conversations[start:stop]], dtype=np.int64)}
+
+
+SIGNALS.register("test_word_count", WordCount)
 
 
 def perturb(text: str, rng: random.Random) -> str:

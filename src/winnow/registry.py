@@ -142,13 +142,32 @@ METHODS = Registry("method")
 
 
 def accepted_params(cls: Any) -> set[str] | None:
-    """Keyword parameters ``cls(...)`` accepts (None: any, it takes ``**kwargs``)."""
+    """Keyword parameters ``cls(...)`` accepts, following ``**kwargs`` that an
+    ``__init__`` hands to its base class (None: any keyword at all)."""
     import inspect
 
-    params = inspect.signature(cls).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if not isinstance(cls, type):
+        return _named(inspect.signature(cls))
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        sig = inspect.signature(init)
+        named = _named(sig) - {"self"}
+        if named is not None:
+            names |= named
+        forwards = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        if not forwards:
+            return names
+        if not named:  # a base that only gathers **params (e.g. Signal): the end of the chain
+            return names
+    return names
+
+
+def _named(sig) -> set[str]:
+    return {p.name for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def check_params(registry: Registry, name: str, params: dict[str, Any]) -> None:

@@ -1,7 +1,10 @@
-"""The run context: the pool, the cache and the columns that stages read.
+"""The run context: the pool, the cache, the artifacts and the columns that stages read.
 
 Columns come from the recipe's signal instances (computed on first use, cached in the
-Store) or from numeric per-example fields of the pool (``pool.extra``).
+Store) or from numeric per-example fields of the pool (``pool.extra``). Artifacts (trained
+models a signal or stage takes as input) are built on first use, each cached under its own
+key; a signal parameter ``"@name"`` or ``"@name.field"`` receives artifact ``name`` (or one
+of its fields).
 """
 
 from __future__ import annotations
@@ -13,10 +16,24 @@ from typing import Any
 import numpy as np
 
 from winnow.data.pool import Pool
-from winnow.registry import SIGNALS, get_signal
+from winnow.registry import ARTIFACTS, SIGNALS, get_signal
 from winnow.store import Store
 
 TARGET_PREFIX = "target:"
+ARTIFACT_REF = "@"
+
+
+def scatter(n: int, rows: np.ndarray, values) -> np.ndarray:
+    """A length-``n`` column holding ``values`` at ``rows`` (NaN, or None for objects,
+    elsewhere)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "biufc":
+        dtype = arr.dtype if arr.dtype.kind in "fc" else np.float64
+        full = np.full((n, *arr.shape[1:]), np.nan, dtype=dtype)
+    else:
+        full = np.full((n, *arr.shape[1:]), None, dtype=object)
+    full[rows] = arr
+    return full
 
 
 @dataclass
@@ -39,6 +56,7 @@ class RunContext:
     pool: Pool
     store: Store
     signals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 0
     target: Pool | None = None
     run_shards: Any = None
@@ -46,7 +64,34 @@ class RunContext:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     signal_keys: dict[str, str] = field(default_factory=dict)
+    effective: dict[str, dict[str, Any]] = field(default_factory=dict)
     _done: set[str] = field(default_factory=set)
+    built: dict[str, Any] = field(default_factory=dict)
+
+    def artifact(self, name: str) -> Any:
+        """Artifact ``name`` of the recipe, built (or loaded from the cache) on first use."""
+        if name not in self.built:
+            if name not in self.artifacts:
+                raise KeyError(f"no artifact {name!r}; the recipe declares "
+                               f"{', '.join(self.artifacts) or 'none'}")
+            spec = self.resolve(dict(self.artifacts[name]))
+            kind = spec.pop("kind")
+            start = time.perf_counter()
+            self.built[name] = ARTIFACTS.get(kind)(self, name, **spec)
+            self.timings[f"artifact:{name}"] = time.perf_counter() - start
+        return self.built[name]
+
+    def resolve(self, obj: Any) -> Any:
+        """``obj`` with every ``"@name"`` / ``"@name.field"`` replaced by the artifact."""
+        if isinstance(obj, dict):
+            return {k: self.resolve(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [self.resolve(v) for v in obj]
+        if isinstance(obj, str) and obj.startswith(ARTIFACT_REF):
+            name, _, attr = obj[len(ARTIFACT_REF):].partition(".")
+            value = self.artifact(name)
+            return value[attr] if attr else value
+        return obj
 
     def column(self, name: str) -> np.ndarray:
         """The full-pool column ``name`` (length n), computing its signal if needed.
@@ -95,7 +140,8 @@ class RunContext:
                     return self.columns[key]
                 continue
             params = {k: v for k, v in spec.items() if k not in ("prefix", "scope", "signal")}
-            cols = get_signal(spec.get("signal", instance), **params)(self.target, self.store)
+            cols = get_signal(spec.get("signal", instance),
+                              **self.resolve(params))(self.target, self.store)
             prefix = spec.get("prefix")
             for col, arr in cols.items():
                 self.columns[TARGET_PREFIX + (f"{prefix}_{col}" if prefix else col)] = arr
@@ -105,6 +151,7 @@ class RunContext:
     def compute_signal(self, instance: str) -> None:
         spec = dict(self.signals[instance])
         prefix = spec.pop("prefix", None)
+        spec = self.resolve(spec)
         scope = spec.pop("scope", "pool")
         if scope not in ("pool", "candidates"):
             raise ValueError(f"signal {instance}: scope is pool or candidates, not {scope!r}")
@@ -112,6 +159,8 @@ class RunContext:
         if getattr(SIGNALS.get(signal_name), "uses_target", False):
             spec["target"] = self.target
         signal = get_signal(signal_name, **spec)
+        self.effective[f"signal:{instance}"] = {
+            k: v for k, v in signal.get_params().items() if k != "target"}
         start = time.perf_counter()
         rows = self.candidates
         if scope == "candidates" and rows is not None and len(rows) < len(self.pool):
@@ -137,22 +186,13 @@ class RunContext:
         subset = self.pool.subset(rows)
         cols = signal(subset, self.store, run_shards=self.run_shards)
         n = len(self.pool)
-        out = {}
-        for col, arr in cols.items():
-            arr = np.asarray(arr)
-            if arr.dtype.kind in "biufc":
-                dtype = arr.dtype if arr.dtype.kind in "fc" else np.float64
-                full = np.full((n, *arr.shape[1:]), np.nan, dtype=dtype)
-            else:
-                full = np.full((n, *arr.shape[1:]), None, dtype=object)
-            full[rows] = arr
-            out[col] = full
-        return out, signal.key(subset)
+        return {col: scatter(n, rows, arr) for col, arr in cols.items()}, signal.key(subset)
 
     @staticmethod
     def _declared(spec: dict[str, Any]) -> tuple[str, ...]:
         name = spec.get("signal")
-        cls = SIGNALS.get(name) if name in SIGNALS else None
-        cols = cls.columns if cls is not None else ()
+        if name not in SIGNALS:
+            return ()
+        cols = SIGNALS.get(name).output_columns(spec)
         prefix = spec.get("prefix")
         return tuple(f"{prefix}_{c}" for c in cols) if prefix else tuple(cols)

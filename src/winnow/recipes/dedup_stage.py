@@ -34,7 +34,7 @@ from winnow.dedup import (
     texts_of,
 )
 from winnow.recipes.context import RunContext
-from winnow.recipes.stages import StageResult, register_stage
+from winnow.recipes.stages import Reason, StageResult, stage_kind
 
 OPTIONS = {
     "exact": {"fields", "lowercase", "punctuation", "prefer"},
@@ -74,7 +74,7 @@ def _order(ctx: RunContext, prefer: str, texts: list[str] | None,
     return priority_order(n, prefer)
 
 
-@register_stage("dedup", chooses=False)
+@stage_kind(chooses=False, options=None)
 def dedup_stage(ctx: RunContext, spec, candidates, keep) -> StageResult:
     """Drop duplicates among the candidates (see the module docstring for the options)."""
     method, options = _options(spec)
@@ -106,8 +106,17 @@ def _result(ctx: RunContext, method: str, candidates: np.ndarray, dups: Duplicat
     reasons = {}
     for local in dups.dropped.tolist():
         other = ids[candidates[dups.duplicate_of[local]]]
-        sim = f" ({METRIC[method]} {dups.similarity[local]:.3f})" if METRIC[method] else ""
-        reasons[int(candidates[local])] = f"{LABEL[method]} of {other}{sim}"
+        detail = {"of": other, "method": method}
+        sim = ""
+        if METRIC[method]:
+            detail[METRIC[method]] = float(dups.similarity[local])
+            sim = f" ({METRIC[method]} {dups.similarity[local]:.3f})"
+        reasons[int(candidates[local])] = Reason("duplicate", detail,
+                                                 f"{LABEL[method]} of {other}{sim}")
     trace = {k: v for k, v in trace.items() if v is not None}
     trace["dropped"] = len(dups.dropped)
-    return StageResult(candidates[dups.kept], trace=trace, reasons=reasons)
+    return StageResult(candidates[dups.kept], trace=trace, reasons=reasons,
+                       reason=Reason("duplicate", {"method": method}))
+
+
+dedup_stage.check = _options

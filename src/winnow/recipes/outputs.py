@@ -17,8 +17,11 @@ from winnow.data import write_subset
 from winnow.recipes.runner import SELECTED, RunResult
 
 
-def scores_table(result: RunResult) -> dict[str, list]:
-    """Per-example rows in pool order: id, every scalar signal column, selected, stage."""
+def scores_table(result: RunResult, *, detail_as_json: bool = False) -> dict[str, list]:
+    """Per-example rows in pool order: id, every scalar signal column, selected, rank,
+    ``stage`` (the fate in words) and the fate as ``fate_stage``, ``fate_kind``,
+    ``fate_reason`` (a code) and ``fate_detail`` (a mapping; a JSON string when
+    ``detail_as_json``), all null for the selected."""
     n = len(result.pool)
     rank = np.full(n, -1, dtype=np.int64)
     rank[result.selected] = np.arange(len(result.selected))
@@ -30,6 +33,12 @@ def scores_table(result: RunResult) -> dict[str, list]:
     table["selected"] = [f == SELECTED for f in result.fate]
     table["rank"] = [int(r) if r >= 0 else None for r in rank]
     table["stage"] = list(result.fate)
+    fates = result.fates
+    for field in ("stage", "kind", "reason"):
+        table[f"fate_{field}"] = [f[field] for f in fates]
+    table["fate_detail"] = [json.dumps(f["detail"], default=_json_default)
+                            if detail_as_json and f["detail"] is not None else f["detail"]
+                            for f in fates]
     return table
 
 
@@ -64,7 +73,8 @@ def write_table(table: dict[str, list], path: str | os.PathLike) -> None:
 
 def write_scores(result: RunResult, path: str | os.PathLike) -> None:
     """The run's per-example scores table (see :func:`scores_table`)."""
-    write_table(scores_table(result), path)
+    columnar = Path(path).suffix.lower() in (".csv", ".parquet")
+    write_table(scores_table(result, detail_as_json=columnar), path)
 
 
 def file_sha256(path: str | os.PathLike) -> str | None:
@@ -95,7 +105,10 @@ def manifest(result: RunResult, *, data: str, outputs: dict[str, str],
     r = result.recipe
     return {
         "recipe": {"name": r.name, "path": r.path, "paper": r.paper, "repo": r.repo,
-                   "params": r.params, "signals": r.signals, "stages": r.stages},
+                   "params": r.params, "artifacts": r.artifacts, "signals": r.signals,
+                   "stages": r.stages},
+        "effective_params": result.effective,
+        "artifacts": result.artifacts,
         "budget": result.budget,
         "pool": {"path": str(data), "n": len(result.pool), "skipped": result.pool.skipped,
                  "format": result.pool.source.format, "file_type": result.pool.source.file_type,

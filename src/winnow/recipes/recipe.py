@@ -1,9 +1,11 @@
 """Recipes: one paper method as data (YAML shipped in ``recipes/builtin``).
 
 A recipe has a name, a one-line summary, its paper and official repository, parameters
-(overridable with ``--set key=value``), signal instances and a list of stages. ``"{param}"``
-anywhere in signals or stages is replaced by the parameter's value (a string that is
-exactly ``"{param}"`` takes the value with its type).
+(overridable with ``--set key=value``; a mapping parameter such as ``train`` takes
+``--set train.learning_rate=1e-4``), artifacts (models it trains once, see
+:mod:`winnow.recipes.artifacts`), signal instances and a list of stages. ``"{param}"``
+anywhere in artifacts, signals or stages is replaced by the parameter's value (a string
+that is exactly ``"{param}"`` takes the value with its type).
 
 ``include: <recipe>`` (a built-in name, or a .yaml path relative to the including file)
 makes another recipe the base: the including file's keys replace the base's, and its
@@ -20,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from winnow.registry import METHODS
+
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -31,13 +35,17 @@ class Recipe:
     repo: str = ""
     notes: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     signals: dict[str, dict[str, Any]] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
     path: str = ""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], path: str = "") -> Recipe:
-        known = {"name", "summary", "paper", "repo", "notes", "params", "signals", "stages"}
+        if not isinstance(d, dict):
+            raise ValueError(f"recipe {path}: not a YAML mapping")
+        known = {"name", "summary", "paper", "repo", "notes", "params", "artifacts",
+                 "signals", "stages"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"recipe {path or d.get('name')}: unknown keys {sorted(unknown)}; "
@@ -47,14 +55,25 @@ class Recipe:
         return cls(path=path, **{k: v for k, v in d.items() if k in known})
 
     def with_params(self, overrides: dict[str, Any] | None = None) -> Recipe:
-        """A copy with parameters overridden and placeholders substituted."""
-        params = {**self.params, **(overrides or {})}
-        unknown = set(overrides or {}) - set(self.params)
+        """A copy with parameters overridden and placeholders substituted. A mapping
+        parameter is updated key by key (``{"train": {...}}`` or ``"train.key"``)."""
+        params = dict(self.params)
+        unknown = sorted({k.partition(".")[0] for k in overrides or {}} - set(self.params))
         if unknown:
-            raise ValueError(f"recipe {self.name}: unknown parameters {sorted(unknown)}; "
-                             f"it takes {sorted(self.params)}")
+            raise ValueError(f"recipe {self.path or self.name}: params: unknown parameters "
+                             f"{unknown}; it takes {sorted(self.params)}")
+        for key, value in (overrides or {}).items():
+            head, dot, sub = key.partition(".")
+            if dot or isinstance(value, dict) and isinstance(params[head], dict):
+                if not isinstance(params[head], dict):
+                    raise ValueError(f"recipe {self.path or self.name}: params: {head!r} is "
+                                     f"not a mapping, so {key!r} cannot be set")
+                params[head] = {**params[head], **({sub: value} if dot else value)}
+            else:
+                params[head] = value
         return Recipe(name=self.name, summary=self.summary, paper=self.paper, repo=self.repo,
                       notes=self.notes, params=params,
+                      artifacts=_substitute(self.artifacts, params),
                       signals=_substitute(self.signals, params),
                       stages=_substitute(self.stages, params), path=self.path)
 
@@ -97,23 +116,33 @@ def _read(entry, where: Path | None, seen: tuple[str, ...] = ()) -> dict[str, An
     return {**base, **rest, "params": {**base.get("params", {}), **rest.get("params", {})}}
 
 
-def list_recipes() -> list[Recipe]:
-    """Every built-in recipe, sorted by name."""
-    out = []
-    for entry in _builtin_dir().iterdir():
+def _register_builtins() -> None:
+    """Enter every built-in recipe file in :data:`winnow.registry.METHODS` (once)."""
+    if getattr(_register_builtins, "done", False):
+        return
+    for entry in sorted(_builtin_dir().iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
-            out.append(Recipe.from_dict(_read(entry, None), path=entry.name))
-    return sorted(out, key=lambda r: r.name)
+            METHODS.register(entry.name[:-len(".yaml")], entry)
+    _register_builtins.done = True
+
+
+def list_recipes() -> list[Recipe]:
+    """Every registered method's recipe, sorted by name."""
+    _register_builtins()
+    return sorted((load_recipe(name) for name in METHODS.names()), key=lambda r: r.name)
 
 
 def load_recipe(name_or_path: str) -> Recipe:
-    """A built-in recipe by name, or a recipe YAML file by path."""
+    """A method by name (built-in or registered; hyphens and underscores alike), or a
+    recipe YAML file by path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return Recipe.from_dict(_read(path, path.parent), path=str(path))
-    entry = _builtin_dir() / f"{name_or_path}.yaml"
-    if not entry.is_file():
-        names = ", ".join(r.name for r in list_recipes())
-        raise KeyError(f"unknown method {name_or_path!r}; built-in methods: {names} "
-                       "(or give a path to a recipe .yaml)")
-    return Recipe.from_dict(_read(entry, None), path=entry.name)
+    _register_builtins()
+    if name_or_path not in METHODS:
+        raise KeyError(METHODS.unknown(name_or_path) + " (or give a path to a recipe .yaml)")
+    entry = METHODS.get(name_or_path)
+    if str(entry) == str(_builtin_dir() / entry.name):
+        return Recipe.from_dict(_read(entry, None), path=entry.name)
+    entry = Path(entry)
+    return Recipe.from_dict(_read(entry, entry.parent), path=str(entry))

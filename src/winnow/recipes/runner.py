@@ -1,4 +1,5 @@
-"""Run a recipe: resolve signals, apply the stages in order, record each example's fate."""
+"""Run a recipe: validate it whole, then apply the stages in order (building artifacts and
+signals as they are first needed) and record each example's fate."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from winnow.data.pool import Pool
 from winnow.recipes.budget import parse_budget
 from winnow.recipes.context import RunContext
 from winnow.recipes.recipe import Recipe, load_recipe
-from winnow.recipes.stages import CHOOSING, STAGES, describe, stage_kind
+from winnow.recipes.stages import Reason, describe, kind_of
+from winnow.recipes.validate import validate
+from winnow.registry import STAGES
 from winnow.store import Store
 
 SELECTED = "selected"
@@ -24,9 +27,11 @@ class RunResult:
 
     selected : pool indices chosen, in the order the last stage chose them.
     selected_scores : the last stage's value for each (score or gain), or None.
-    fate : per pool example, ``"selected"`` or ``"stage K (kind ...): reason"``.
     left_stage : per pool example, the 0-based stage where it left (-1: selected).
-    stages : per stage: description, counts in/out, seconds, trace.
+    reasons : per pool example, why it left (a :class:`Reason`; None when selected).
+    stages : per stage: kind, spec, description, counts in/out, seconds, trace.
+    effective : the effective parameters (defaults included) of every signal instance and
+        selector the run used.
     """
 
     recipe: Recipe
@@ -35,69 +40,90 @@ class RunResult:
     selected: np.ndarray
     selected_scores: np.ndarray | None
     columns: dict[str, np.ndarray]
-    fate: list[str]
     left_stage: np.ndarray
+    reasons: list[Reason | None]
     stages: list[dict[str, Any]]
     timings: dict[str, float] = field(default_factory=dict)
     signal_keys: dict[str, str] = field(default_factory=dict)
+    effective: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
     def scalar_columns(self) -> dict[str, np.ndarray]:
         """Computed per-example columns that are one number per example."""
         return {k: v for k, v in self.columns.items()
                 if getattr(v, "ndim", 0) == 1 and v.dtype != object}
 
+    @property
+    def fates(self) -> list[dict[str, Any]]:
+        """Per example: ``stage``, ``kind``, ``reason`` (code) and ``detail`` where it left
+        (all None when selected)."""
+        out = []
+        for k, reason in zip(self.left_stage.tolist(), self.reasons):
+            if k < 0:
+                out.append({"stage": None, "kind": None, "reason": None, "detail": None})
+            else:
+                out.append({"stage": k, "kind": self.stages[k]["kind"],
+                            "reason": reason.code, "detail": reason.detail})
+        return out
+
+    @property
+    def fate(self) -> list[str]:
+        """Per example, ``"selected"`` or ``"stage K (description): reason"`` in words."""
+        out = []
+        for k, reason in zip(self.left_stage.tolist(), self.reasons):
+            if k < 0:
+                out.append(SELECTED)
+            else:
+                label = f"stage {k} ({self.stages[k]['label']})"
+                out.append(f"{label}: {reason.text}" if reason.text else label)
+        return out
+
 
 def _keep(spec: dict[str, Any], n: int) -> int | None:
     return parse_budget(spec["keep"], n) if "keep" in spec else None
 
 
-def validate(recipe: Recipe) -> None:
-    """Check stage kinds; the last stage must be one that chooses."""
-    for spec in recipe.stages:
-        stage_kind(spec)
-    last = stage_kind(recipe.stages[-1])
-    if last not in CHOOSING:
-        raise ValueError(f"recipe {recipe.name}: the last stage ({last}) must choose; "
-                         f"end with one of {sorted(CHOOSING)}")
-
-
 def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float, *,
                params: dict[str, Any] | None = None, store: Store | None = None,
                seed: int = 0, target: Pool | None = None, run_shards=None) -> RunResult:
-    """Select from ``pool`` with a recipe (name, path or :class:`Recipe`) under ``budget``."""
+    """Select from ``pool`` with a recipe (name, path or :class:`Recipe`) under ``budget``.
+
+    The recipe is checked whole first (:func:`~winnow.recipes.validate.validate`): a
+    mistake fails before any model is loaded.
+    """
     if isinstance(recipe, str):
         recipe = load_recipe(recipe)
     recipe = recipe.with_params(params)
-    validate(recipe)
+    validate(recipe, pool=pool, has_target=target is not None)
     n = len(pool)
     m = parse_budget(budget, n)
-    ctx = RunContext(pool=pool, store=store or Store(), signals=recipe.signals, seed=seed,
-                     target=target, run_shards=run_shards)
-    fate = [SELECTED] * n
+    ctx = RunContext(pool=pool, store=store or Store(), signals=recipe.signals,
+                     artifacts=recipe.artifacts, seed=seed, target=target,
+                     run_shards=run_shards)
     left = np.full(n, -1, dtype=np.int64)
+    reasons: list[Reason | None] = [None] * n
     candidates = np.arange(n, dtype=np.int64)
     scores = None
     stage_log = []
     for k, spec in enumerate(recipe.stages):
-        kind = stage_kind(spec)
-        last = k == len(recipe.stages) - 1
+        kind = kind_of(spec)
         keep = _keep(spec, n)
-        if last and keep is None:
+        if k == len(recipe.stages) - 1 and keep is None:
             keep = m
         start = time.perf_counter()
         ctx.candidates = candidates
-        result = STAGES[kind](ctx, spec, candidates, keep)
+        result = STAGES.get(kind)(ctx, spec, candidates, keep)
         seconds = time.perf_counter() - start
-        label = f"stage {k} ({describe(spec)})"
-        gone = np.setdiff1d(candidates, result.kept, assume_unique=False)
-        for i in gone:
+        for i in np.setdiff1d(candidates, result.kept).tolist():
             left[i] = k
-            reason = result.reasons.get(int(i))
-            fate[i] = f"{label}: {reason}" if reason else label
-        stage_log.append({"stage": k, "kind": kind, "spec": spec, "in": len(candidates),
-                          "out": len(result.kept), "seconds": round(seconds, 4),
-                          "trace": result.trace})
+            reasons[i] = result.reasons.get(i, result.reason)
+        ctx.columns.update(result.columns)
+        stage_log.append({"stage": k, "kind": kind, "label": describe(spec), "spec": spec,
+                          "in": len(candidates), "out": len(result.kept),
+                          "seconds": round(seconds, 4), "trace": result.trace})
         candidates, scores = np.asarray(result.kept, dtype=np.int64), result.scores
     return RunResult(recipe=recipe, pool=pool, budget=m, selected=candidates,
-                     selected_scores=scores, columns=ctx.columns, fate=fate, left_stage=left,
-                     stages=stage_log, timings=ctx.timings, signal_keys=ctx.signal_keys)
+                     selected_scores=scores, columns=ctx.columns, left_stage=left,
+                     reasons=reasons, stages=stage_log, timings=ctx.timings,
+                     signal_keys=ctx.signal_keys, effective=ctx.effective,
+                     artifacts=dict(ctx.built))

@@ -2,27 +2,36 @@
 
 A stage is a one-key-led dict in a recipe, e.g. ``{"filter": "ifd < 1"}``,
 ``{"top": "ifd", "keep": "20%"}``, ``{"band": {"by": "ppl", "low": 0.25, "high": 0.75}}``,
-``{"random": {}}``, ``{"select": "kcenter", "inputs": {"X": "embedding"}}``. ``keep`` is a
-count or a fraction *of the pool* (as the papers state them); the last stage keeps the
-run's budget unless it says otherwise. New kinds register with :func:`register_stage`.
+``{"random": {}}``, ``{"select": "kcenter", "inputs": {"X": "embedding"}}``,
+``{"recipe": "cherry", "params": {...}}``. ``keep`` is a count or a fraction *of the pool*
+(as the papers state them); the last stage keeps the run's budget unless it says otherwise.
+Stage kinds are found by name in :data:`winnow.registry.STAGES`; a kind is a function
+``(ctx, spec, candidates, keep) -> StageResult`` made with :func:`stage_kind`.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from winnow.recipes.context import TARGET_PREFIX, RunContext
+from winnow.recipes.context import TARGET_PREFIX, RunContext, scatter
 from winnow.recipes.expressions import evaluate, evaluate_numeric
-from winnow.registry import SELECTORS, get_selector
+from winnow.registry import SELECTORS, STAGES, accepted_params, get_selector
 from winnow.selectors.base import Selector
 from winnow.selectors.ranking import BottomK, QuantileBand, RandomSample, TopK
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why an example left a stage: a reason code (``filtered``, ``ranked-out``,
+    ``duplicate``...), detail values (JSON-able) and, for reasons of its own, a phrase."""
+
+    code: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
 
 
 @dataclass
@@ -30,65 +39,59 @@ class StageResult:
     """kept : pool indices kept, in the stage's order (rank or selection order).
     scores : value per kept index (score or gain), or None.
     trace : JSON-able explanation (thresholds, gains, clusters...).
-    reasons : why an index left, for indices with a reason of their own; the rest of
-        the dropped get the stage's description.
+    reason : why the dropped left, for those without a reason of their own.
+    reasons : pool index → its own :class:`Reason`.
+    columns : per-example columns the stage computed, of pool length (NaN where unset).
     """
 
     kept: np.ndarray
     scores: np.ndarray | None = None
     trace: dict[str, Any] = field(default_factory=dict)
-    reasons: dict[int, str] = field(default_factory=dict)
+    reason: Reason = field(default_factory=lambda: Reason("dropped"))
+    reasons: dict[int, Reason] = field(default_factory=dict)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 StageFn = Callable[[RunContext, dict[str, Any], np.ndarray, "int | None"], StageResult]
-STAGES: dict[str, StageFn] = {}
-CHOOSING: set[str] = set()
 
 
-def register_stage(kind: str, *, chooses: bool = True) -> Callable[[StageFn], StageFn]:
-    """Register a stage kind. ``chooses``: it can meet a budget (may end a recipe)."""
+def stage_kind(*, chooses: bool = True, options: tuple[str, ...] = ("keep",),
+               columns: tuple[str, ...] = ()) -> Callable[[StageFn], StageFn]:
+    """Mark a function as a stage kind. ``chooses``: it can meet a budget (may end a
+    recipe); ``options``: keys it takes beside its own (``None``: checked by the kind
+    itself); ``columns``: per-example columns it adds."""
     def wrap(fn: StageFn) -> StageFn:
-        STAGES[kind] = fn
-        if chooses:
-            CHOOSING.add(kind)
+        fn.chooses, fn.options, fn.columns = chooses, options, columns
         return fn
     return wrap
 
 
-# Modules that register further stage kinds, imported on first need.
-STAGE_MODULES = ["winnow.recipes.dedup_stage", "winnow.train.pipelines"]
-
-
-def discover() -> None:
-    """Import the modules of :data:`STAGE_MODULES` that exist."""
-    for name in STAGE_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name)
-
-
-def stage_kind(spec: dict[str, Any]) -> str:
+def kind_of(spec: dict[str, Any]) -> str:
+    """The stage kind a stage spec names (exactly one of its keys)."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"a stage is a mapping such as {{top: ifd}}, not {spec!r}")
     kinds = [k for k in spec if k in STAGES]
-    if not kinds:
-        discover()
-        kinds = [k for k in spec if k in STAGES]
     if len(kinds) != 1:
-        raise ValueError(f"stage {spec!r}: expected exactly one of {sorted(STAGES)}")
+        raise ValueError(f"stage {spec!r}: expected exactly one stage kind of "
+                         f"{', '.join(STAGES.names())}")
     return kinds[0]
 
 
 def describe(spec: dict[str, Any]) -> str:
-    kind = stage_kind(spec)
+    kind = kind_of(spec)
     arg = spec[kind]
     return f"{kind} {arg}" if isinstance(arg, (str, int, float)) else kind
 
 
-@register_stage("filter", chooses=False)
+@stage_kind(chooses=False, options=())
 def filter_stage(ctx: RunContext, spec, candidates, keep):
+    """Keep the candidates for which a boolean expression over columns holds."""
     mask = evaluate(spec["filter"], lambda c: np.asarray(ctx.column(c))[candidates])
     if mask.shape == ():
         mask = np.full(len(candidates), bool(mask))
     return StageResult(candidates[mask], trace={"expression": spec["filter"],
-                                                "passed": int(mask.sum())})
+                                                "passed": int(mask.sum())},
+                       reason=Reason("filtered", {"expression": spec["filter"]}))
 
 
 def _scores(ctx: RunContext, by: str, candidates: np.ndarray) -> np.ndarray:
@@ -108,15 +111,23 @@ def _ranking_stage(selector: type[Selector], kind: str):
             raise ValueError(f"stage {kind} {column}: needs 'keep' when it is not the last stage")
         sel = selector().select(keep, scores=_scores(ctx, column, candidates))
         return StageResult(candidates[sel.indices], sel.scores,
-                           trace={"by": column, "keep": int(keep), **sel.trace})
-    return stage
+                           trace={"by": column, "keep": int(keep), **sel.trace},
+                           reason=_ranked_out(column, order, sel.scores))
+    order = "desc" if kind == "top" else "asc"
+    stage.__doc__ = f"Keep the ``keep`` candidates ranked {order} by a column or expression."
+    return stage_kind()(stage)
 
 
-register_stage("top")(_ranking_stage(TopK, "top"))
-register_stage("bottom")(_ranking_stage(BottomK, "bottom"))
+def _ranked_out(by: str, order: str, kept_scores: np.ndarray | None) -> Reason:
+    cutoff = float(kept_scores[-1]) if kept_scores is not None and len(kept_scores) else None
+    return Reason("ranked-out", {"by": by, "order": order, "cutoff": cutoff})
 
 
-@register_stage("rank")
+top_stage = _ranking_stage(TopK, "top")
+bottom_stage = _ranking_stage(BottomK, "bottom")
+
+
+@stage_kind(options=("keep", "order"))
 def rank_stage(ctx: RunContext, spec, candidates, keep):
     """Order candidates by a column or expression and keep the first ``keep``.
 
@@ -139,10 +150,11 @@ def rank_stage(ctx: RunContext, spec, candidates, keep):
     else:
         raise ValueError(f"stage rank {by}: order must be desc, asc, middle or uncertain")
     return StageResult(candidates[sel.indices], values[sel.indices],
-                       trace={"by": by, "order": order, "keep": int(keep), **sel.trace})
+                       trace={"by": by, "order": order, "keep": int(keep), **sel.trace},
+                       reason=_ranked_out(by, order, values[sel.indices]))
 
 
-@register_stage("band")
+@stage_kind()
 def band_stage(ctx: RunContext, spec, candidates, keep):
     """Keep the candidates between two quantiles of a column (``low``, ``high``); with
     ``keep``, a seeded random sample of that many from the band."""
@@ -150,31 +162,76 @@ def band_stage(ctx: RunContext, spec, candidates, keep):
     selector = QuantileBand(cfg.get("low", 0.25), cfg.get("high", 0.75), ctx.seed)
     sel = selector.select(len(candidates) if keep is None else keep,
                           scores=_scores(ctx, cfg["by"], candidates))
-    return StageResult(candidates[sel.indices], sel.scores, trace={"by": cfg["by"], **sel.trace})
+    return StageResult(candidates[sel.indices], sel.scores, trace={"by": cfg["by"], **sel.trace},
+                       reason=Reason("outside-band", {"by": cfg["by"],
+                                                      "low": cfg.get("low", 0.25),
+                                                      "high": cfg.get("high", 0.75)}))
 
 
-@register_stage("random")
+@stage_kind()
 def random_stage(ctx: RunContext, spec, candidates, keep):
+    """A seeded uniform sample of ``keep`` candidates."""
     sel = RandomSample(ctx.seed).select(len(candidates) if keep is None else keep,
                                         n=len(candidates))
-    return StageResult(candidates[sel.indices], trace=sel.trace)
+    return StageResult(candidates[sel.indices], trace=sel.trace,
+                       reason=Reason("not-sampled", {"seed": ctx.seed}))
 
 
 SELECT_KEYS = {"select", "inputs", "keep"}
 
 
-@register_stage("select")
+def selector_params(spec: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The selector parameters of a ``select`` stage (the run's seed as ``random_state``
+    unless the stage sets one)."""
+    params = {k: v for k, v in spec.items() if k not in SELECT_KEYS}
+    if "random_state" in (accepted_params(SELECTORS.get(spec["select"])) or ()):
+        params.setdefault("random_state", seed)
+    return params
+
+
+@stage_kind(options=None)
 def select_stage(ctx: RunContext, spec, candidates, keep):
     """Run a selector over the candidates' columns (``inputs``: selector input → column;
     an input whose column is null is left out, for optional inputs)."""
-    params = {k: v for k, v in spec.items() if k not in SELECT_KEYS}
-    selector_cls = SELECTORS.get(spec["select"])
-    if selector_cls is not None and "random_state" in inspect.signature(selector_cls).parameters:
-        params.setdefault("random_state", ctx.seed)
-    selector = get_selector(spec["select"], **params)
+    selector = get_selector(spec["select"], **selector_params(spec, ctx.seed))
     inputs = {name: np.asarray(ctx.column(col)) if col.startswith(TARGET_PREFIX)
               else np.asarray(ctx.column(col))[candidates]
               for name, col in (spec.get("inputs") or {}).items() if col is not None}
     budget = len(candidates) if keep is None else min(keep, len(candidates))
     sel = selector.select(budget, **inputs)
-    return StageResult(candidates[sel.indices], sel.scores, trace=sel.trace)
+    ctx.effective[f"selector:{spec['select']}"] = _params_of(selector)
+    return StageResult(candidates[sel.indices], sel.scores, trace=sel.trace,
+                       reason=Reason("not-chosen", {"selector": spec["select"]}))
+
+
+def _params_of(obj: Any) -> dict[str, Any]:
+    get = getattr(obj, "get_params", None)
+    return get() if get is not None else {}
+
+
+@stage_kind(options=("keep", "params"), columns=())
+def recipe_stage(ctx: RunContext, spec, candidates, keep):
+    """Run a whole recipe (``recipe``: name or path, ``params``) on the candidates: the
+    sub-run's selection is kept, its columns join the run's, and each dropped example's
+    reason is its fate in the sub-run."""
+    from winnow.recipes.runner import run_recipe
+
+    sub_pool = ctx.pool.subset(candidates)
+    budget = len(candidates) if keep is None else min(keep, len(candidates))
+    sub = run_recipe(spec["recipe"], sub_pool, budget, params=spec.get("params"),
+                     store=ctx.store, seed=ctx.seed, target=ctx.target,
+                     run_shards=ctx.run_shards)
+    n = len(ctx.pool)
+    reasons = {}
+    for local in np.flatnonzero(sub.left_stage >= 0):
+        fate = sub.fates[local]
+        reasons[int(candidates[local])] = Reason(
+            "sub-recipe", {"recipe": sub.recipe.name, "stage": fate["stage"],
+                           "kind": fate["kind"], "reason": fate["reason"], **fate["detail"]},
+            sub.fate[local])
+    columns = {name: scatter(n, candidates, col) for name, col in sub.columns.items()}
+    return StageResult(candidates[sub.selected], sub.selected_scores,
+                       trace={"recipe": sub.recipe.name, "stages": [
+                           {k: s[k] for k in ("stage", "kind", "in", "out")}
+                           for s in sub.stages]},
+                       reasons=reasons, columns=columns)

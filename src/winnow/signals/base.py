@@ -34,6 +34,11 @@ class Signal(ABC):
     def __init__(self, **params: Any):
         self.params = params
 
+    @classmethod
+    def output_columns(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        """Columns an instance with ``params`` produces (recipe validation reads this)."""
+        return cls.columns
+
     def get_params(self) -> dict[str, Any]:
         """Parameters that determine the result (part of the cache key)."""
         return dict(self.params)

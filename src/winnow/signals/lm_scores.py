@@ -298,6 +298,10 @@ class InstructionPPL(_LMSignal):
     version = "1"
     columns = INSTRUCTION_COLUMNS
 
+    @classmethod
+    def output_columns(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        return cls.columns + (("instruction_embedding",) if params.get("embedding") else ())
+
     def __init__(self, embedding: bool | str = False, **params: Any):
         if isinstance(embedding, str):
             embedding = embedding.strip().lower() in ("1", "true", "yes", "on")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from winnow.selectors.base import Selection
-from winnow.train.dynamic.base import DynamicSelector, SelectionState, register_dynamic_selector
+from winnow.train.dynamic.base import DynamicSelector, SelectionState
 
 
 def weighted_draw(rng: np.random.Generator, weights: np.ndarray, budget: int,
@@ -22,7 +22,6 @@ def weighted_draw(rng: np.random.Generator, weights: np.ndarray, budget: int,
     return rng.choice(len(p), size=budget, replace=replacement, p=p)
 
 
-@register_dynamic_selector
 class RandomDynamic(DynamicSelector):
     """Uniform draw from the pool (without replacement while the pool is large enough)."""
 
@@ -36,7 +35,6 @@ class RandomDynamic(DynamicSelector):
         return Selection(weighted_draw(state.rng(), np.ones(len(pool)), budget, self.replacement))
 
 
-@register_dynamic_selector
 class LossDynamic(DynamicSelector):
     """Sample by current loss band (DataFlex ``loss``).
 
@@ -90,7 +88,6 @@ def window_bounds(progress: float, n: int, window_size: float, k: float = 10.0) 
     return int(start), int(start + width)
 
 
-@register_dynamic_selector
 class DeltaLossDynamic(DynamicSelector):
     """Sample by loss change since the first update (DataFlex ``delta_loss``).
 
@@ -143,44 +140,3 @@ class DeltaLossDynamic(DynamicSelector):
         picked = weighted_draw(rng, weights, budget)
         return Selection(picked, scores=delta[picked],
                          trace={"window": [start, end], "progress": progress})
-
-
-@register_dynamic_selector
-class RecipeDynamic(DynamicSelector):
-    """Any offline recipe, re-run on the current model at every update.
-
-    The current model (base + adapter) is merged into ``<work_dir>/model_step_<k>`` and
-    passed to the recipe as its ``model`` parameter (the parameter named ``model_param``);
-    the recipe then selects ``budget`` examples from the pool. Merged folders are removed
-    afterwards unless ``keep_models``.
-    """
-
-    name = "recipe"
-
-    def __init__(self, recipe: str, params: dict[str, Any] | None = None,
-                 model_param: str = "model", keep_models: bool = False):
-        self.params = {"recipe": recipe, "params": params or {}, "model_param": model_param}
-        self.recipe, self.recipe_params = recipe, dict(params or {})
-        self.model_param, self.keep_models = model_param, keep_models
-
-    def select(self, model, tokenizer, pool, step, budget, optimizer, state: SelectionState):
-        import shutil
-
-        from winnow.recipes.runner import run_recipe
-        from winnow.store import Store
-        from winnow.train.export import merge_live_model
-
-        folder = state.work_dir / f"model_step_{step:08d}"
-        merge_live_model(model, tokenizer, folder)
-        try:
-            params = {**self.recipe_params, self.model_param: str(folder)}
-            result = run_recipe(self.recipe, pool, budget, params=params, seed=state.seed,
-                                store=Store(state.work_dir / "cache"),
-                                target=state.extras.get("target"))
-        finally:
-            if not self.keep_models:
-                shutil.rmtree(folder, ignore_errors=True)
-        return Selection(result.selected, scores=result.selected_scores,
-                         trace={"recipe": self.recipe, "stages": [
-                             {k: s[k] for k in ("stage", "kind", "in", "out")}
-                             for s in result.stages]})
