@@ -9,7 +9,7 @@ dense Rademacher matrix is generated blockwise from its seed once per ``project(
 and applied to the 16 buffered gradients together. Two generators do that:
 ``trak``: TRAK's ``BasicProjector`` scheme (output columns in blocks of 128, each block's
   (grad_dim, 128) ±1 matrix filled by ``torch.bernoulli_`` from its own seed on every call);
-``winnow``: ``winnow.gradients.projection.Projector(kind="rademacher", cache_bytes=0)``,
+``winnow``: ``winnow.models.projection.Projector(kind="rademacher", cache_bytes=0)``,
   which generates each 1024-row chunk of the matrix once per call and multiplies it into
   all the rows of the batch (``addmm``).
 Both are timed once on a 65536-row slice before the runs; the baseline uses the faster.
@@ -57,12 +57,12 @@ import torch
 from _machine import header, machine
 
 from winnow.data import load_pool
-from winnow.gradients.encode import batches, collate, encode_conversations
-from winnow.gradients.features import adam_transform, project_examples
-from winnow.gradients.lora import grad_dim
-from winnow.gradients.per_example import causal_lm, example_losses, per_example_grads
-from winnow.gradients.projection import Projector
-from winnow.gradients.signal import load_lora_model
+from winnow.data.tokenize import batches, collate, tokenize_conversations
+from winnow.models.grad_features import adam_transform, project_examples
+from winnow.models.lora import grad_dim, load_lora_model
+from winnow.models.per_example_grads import per_example_grads
+from winnow.models.projection import Projector
+from winnow.models.token_scores import causal_lm, label_nll
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mixed_pool.jsonl"
@@ -108,7 +108,7 @@ def moments_after_one_step(lm, items):
     """Real Adam moments: one AdamW step on a few examples."""
     params = [p for p in lm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    example_losses(lm.model, collate(items[:4], lm.pad_id, "cpu")).mean().backward()
+    label_nll(lm.model, collate(items[:4], lm.pad_id)).mean().backward()
     opt.step()
     lm.model.zero_grad()
     return (torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in params]),
@@ -120,7 +120,7 @@ def less_style(lm, items, projector, moments, buffer: int = 16, keep: list | Non
     params = [p for p in lm.model.parameters() if p.requires_grad]
     out, full = [], []
     for i, e in enumerate(items):
-        lm.model(**collate([e], lm.pad_id, "cpu")).loss.backward()
+        lm.model(**collate([e], lm.pad_id)).loss.backward()
         full.append(adam_transform(torch.cat([p.grad.reshape(-1) for p in params]), *moments))
         lm.model.zero_grad()
         if len(full) == buffer or i == len(items) - 1:
@@ -141,9 +141,9 @@ def winnow_features(lm, items, projector, moments, method):
 def winnow_gradients(lm, items, moments) -> torch.Tensor:
     """(n, grad_dim) unprojected Adam gradients the way winnow computes them (hooks)."""
     out = torch.empty(len(items), grad_dim(lm.model))
-    for group in batches([len(e.input_ids) for e in items], 4096, 16):
-        blocks = per_example_grads(lm.model, collate([items[i] for i in group], lm.pad_id,
-                                                     "cpu"), "hooks")
+    for group in batches([len(e["input_ids"]) for e in items], 4096, 16):
+        blocks = per_example_grads(lm.model, collate([items[i] for i in group], lm.pad_id),
+                                   "hooks")
         out[group] = adam_transform(torch.cat(blocks, dim=1), *moments)
     return out
 
@@ -202,8 +202,8 @@ def main() -> None:
                          device="cpu")
     dim = grad_dim(lm.model)
     idx = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))[:args.n]
-    items = encode_conversations(lm.tokenizer, [pool.conversations[int(i)] for i in idx],
-                                 args.max_length)
+    items = tokenize_conversations(lm.tokenizer, [pool.conversations[int(i)] for i in idx],
+                                   None, args.max_length, truncation="right")
     moments = moments_after_one_step(lm, items)
     generator, dense, rates = dense_projector(dim, args.proj_dim, min(args.buffer, args.n))
     sparse = Projector(dim, args.proj_dim, seed=0, kind="sparse")

@@ -90,13 +90,13 @@ def test_g2is_keeps_sklearn_signs_by_default():
 
 def test_nice_samples_with_nice_nucleus_settings(lm32, shared_data):
     """collect_generation.py samples with top_k=50, top_p=0.95 at the given temperature."""
-    from winnow.gradients.encode import prompt_ids
-    from winnow.gradients.policy import generate
+    from winnow.data.tokenize import prompt_ids
+    from winnow.models.policy_gradients import sample_responses
 
     target = load_pool(shared_data / "targets" / "gsm8k.jsonl")
     tok, model = lm32.tokenizer, lm32.model
     prompt = prompt_ids(tok, target.conversations[0], 4096, "alpaca")
-    got = generate(model, tok, prompt, 2, temperature=1.2, max_new_tokens=16, seed=7)
+    got = sample_responses(model, tok, prompt, 2, temperature=1.2, max_new_tokens=16, seed=7)
 
     def reference(**sampling):
         torch.manual_seed(7)
@@ -123,6 +123,7 @@ def test_nice_recipe_params_reach_the_signal(shared_data):
     target = load_pool(shared_data / "targets" / "gsm8k.jsonl")
     spec = load_recipe("nice").with_params({"projection": "rademacher"}).signals["nice"]
     assert (spec["top_p"], spec["top_k"], spec["projection"]) == (0.95, 50, "rademacher")
+    spec = {**spec, "checkpoints": ["ckpt"], "checkpoint_weights": [1.0]}  # the warmup's
     sig = get_signal("nice", target=target, **{k: v for k, v in spec.items() if k != "signal"})
     feats = sig.target_features("ckpt").params
     assert (feats["top_p"], feats["top_k"], feats["projection"]) == (0.95, 50, "rademacher")
@@ -286,7 +287,7 @@ def test_small2large_clusters_the_official_text(alpaca):
 def test_mods_generates_by_beam_search(lm32, alpaca):
     """instruction_filter.py: GenerationConfig(num_beams=4) without sampling, up to
     model_max_length (1024) new tokens, the Alpaca prompt."""
-    from winnow.evaluate.target import generate_answers
+    from winnow.models.generate import generate_answers
 
     params = load_pipeline("mods").with_params({})
     assert (params["num_beams"], params["max_new_tokens"]) == (4, 1024)

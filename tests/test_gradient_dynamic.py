@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from winnow.data import load_pool
-from winnow.gradients.dynamic import optimizer_moments
+from winnow.data.tokenize import Collator, tokenize_pool
+from winnow.models.lora import optimizer_moments
 from winnow.train.dynamic.base import SelectionState, get_dynamic_selector
 from winnow.train.dynamic.log import SelectionLog
 from winnow.train.dynamic.schedule import Phase
 from winnow.train.lora import build_lora_model
-from winnow.train.sft_data import SFTCollator, SFTDataset
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def setup(shared_data, tmp_path_factory):
     target = load_pool(shared_data / "targets" / "mmlu_heldout_subjects.jsonl").subset([0, 7])
     model, tok, _ = build_lora_model("default", lora_rank=2, lora_alpha=8, lora_dropout=0.1,
                                      lora_target="q_proj,v_proj", device="cpu")
-    data = SFTDataset.from_pool(pool, tok, "chat", 192)
-    collator = SFTCollator(tok.pad_token_id)
+    data = tokenize_pool(pool, tok, "chat", 192)
+    collator = Collator(tok.pad_token_id)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model(**collator([data[0], data[1]])).loss.backward()
     opt.step()

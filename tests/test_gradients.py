@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from winnow.data import load_pool
-from winnow.gradients.encode import batches, collate, encode_conversations
-from winnow.gradients.features import adam_transform, project_examples
-from winnow.gradients.lora import adam_moments, grad_dim
-from winnow.gradients.matching import influence, subtask_ids
-from winnow.gradients.per_example import per_example_grads
-from winnow.gradients.projection import Projector
-from winnow.gradients.signal import GradientFeatures, load_lora_model
+from winnow.data.tokenize import batches, collate, tokenize_conversations
+from winnow.models.grad_features import adam_transform, project_examples
+from winnow.models.lora import adam_moments, grad_dim, load_lora_model
+from winnow.models.per_example_grads import per_example_grads
+from winnow.models.projection import Projector
+from winnow.models.token_scores import label_nll
+from winnow.signals.gradients import GradientFeatures
+from winnow.signals.influence import influence, subtask_ids
 from winnow.store import Store
 
 TINY = {"lora_r": 2, "lora_alpha": 8, "lora_dropout": 0.1}
@@ -53,26 +54,27 @@ def lora(session_cache):
 @pytest.fixture(scope="session")
 def items(lora, pool):
     convs = [pool.conversations[i] for i in (0, 1, 5, 2200, 2500, 2800)]
-    return encode_conversations(lora.tokenizer, convs, max_length=96)
+    return tokenize_conversations(lora.tokenizer, convs, None, 96, truncation="right")
 
 
 @pytest.fixture(scope="session")
 def full_grads(lora, items):
     """(6, D) exact per-example gradients by the loop method."""
-    batch = collate(items, lora.pad_id, "cpu")
+    batch = collate(items, lora.pad_id)
     return torch.cat(per_example_grads(lora.model, batch, "loop"), 1)
 
 
 def test_labels_cover_only_the_response(lora, pool):
-    (enc,) = encode_conversations(lora.tokenizer, [pool.conversations[0]], max_length=512)
-    labelled = [t for t in enc.labels if t != -100]
+    (enc,) = tokenize_conversations(lora.tokenizer, [pool.conversations[0]], None, 512,
+                                    truncation="right")
+    labelled = [t for t in enc["labels"] if t != -100]
     text = lora.tokenizer.decode(labelled)
     assert pool.conversations[0][-1]["content"][:40] in text
     assert pool.conversations[0][0]["content"][:40] not in text
 
 
 def test_hooks_equal_loop_on_real_model(lora, items, full_grads):
-    batch = collate(items, lora.pad_id, "cpu")
+    batch = collate(items, lora.pad_id)
     hooks = torch.cat(per_example_grads(lora.model, batch, "hooks"), 1)
     assert hooks.shape == (len(items), grad_dim(lora.model))
     assert torch.all(full_grads.norm(dim=1) > 0)
@@ -82,10 +84,11 @@ def test_hooks_equal_loop_on_real_model(lora, items, full_grads):
 def test_weighted_sum_loss_gradients(lora, items, full_grads):
     """Per-example weights scale each example's gradient; 'sum' reduction multiplies the mean
     by the number of labelled tokens."""
-    batch = collate(items, lora.pad_id, "cpu")
+    batch = collate(items, lora.pad_id)
     w = torch.tensor([1.0, -2.0, 0.0, 0.5, 3.0, 1.0])
     got = torch.cat(per_example_grads(lora.model, batch, "hooks", weights=w, reduction="sum"), 1)
-    tokens = torch.tensor([sum(t != -100 for t in e.labels[1:]) for e in items], dtype=torch.float)
+    tokens = torch.tensor([sum(t != -100 for t in e["labels"][1:]) for e in items],
+                          dtype=torch.float)
     want = full_grads * (w * tokens)[:, None]
     assert rel_err(got, want) < 1e-3
     assert got[2].abs().max() == 0  # weight 0
@@ -133,11 +136,9 @@ def test_adam_moments_and_transform(lora, items, tmp_path):
     model = lora.model
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
-    batch = collate(items[:2], lora.pad_id, "cpu")
+    batch = collate(items[:2], lora.pad_id)
     snapshot = [p.detach().clone() for p in params]
-    from winnow.gradients.per_example import example_losses
-
-    example_losses(model, batch).sum().backward()
+    label_nll(model, batch).sum().backward()
     opt.step()
     opt.zero_grad()
     torch.save(opt.state_dict(), tmp_path / "optimizer.pt")
@@ -189,27 +190,25 @@ def test_influence_subtasks_mean_then_max():
 
 
 def test_example_losses_equal_hf_model_loss(lora, items):
-    """The per-example response loss of the gradient code (one padded batch) equals the
-    Hugging Face model's own ``model(input_ids, labels=labels).loss``, one example at a
-    time; ``reduction="sum"`` is that mean times the number of labelled tokens."""
-    from winnow.gradients.per_example import example_losses
-
-    batch = collate(items, lora.pad_id, "cpu")
+    """The per-example response loss (``label_nll`` on one padded batch) equals the Hugging
+    Face model's own ``model(input_ids, labels=labels).loss``, one example at a time;
+    ``reduction="sum"`` is that mean times the number of labelled tokens."""
+    batch = collate(items, lora.pad_id)
     with torch.no_grad():
-        got = example_losses(lora.model, batch).double()
-        got_sum = example_losses(lora.model, batch, reduction="sum").double()
+        got = label_nll(lora.model, batch).double()
+        got_sum = label_nll(lora.model, batch, reduction="sum").double()
         want, counts = [], []
         for e in items:
-            ids, labels = torch.tensor([e.input_ids]), torch.tensor([e.labels])
+            ids, labels = torch.tensor([e["input_ids"]]), torch.tensor([e["labels"]])
             want.append(lora.model(input_ids=ids, labels=labels).loss.item())
-            counts.append(sum(t != -100 for t in e.labels[1:]))
+            counts.append(sum(t != -100 for t in e["labels"][1:]))
     want, counts = torch.tensor(want, dtype=torch.float64), torch.tensor(counts)
     assert torch.all(counts > 0) and torch.all(want > 0)
     assert torch.allclose(got, want, rtol=1e-4, atol=0)
     assert torch.allclose(got_sum, want * counts, rtol=1e-4, atol=0)
     # a loss that ignored the response mask (all tokens labelled) would differ
-    full = lora.model(input_ids=torch.tensor([items[0].input_ids]),
-                      labels=torch.tensor([items[0].input_ids])).loss.item()
+    full = lora.model(input_ids=torch.tensor([items[0]["input_ids"]]),
+                      labels=torch.tensor([items[0]["input_ids"]])).loss.item()
     assert abs(full - want[0].item()) > 1e-3
 
 
@@ -235,7 +234,7 @@ def test_signal_cached_float16_unit_rows(pool, tmp_path):
 KILL_SCRIPT = """
 import sys
 from winnow.data import load_pool
-from winnow.gradients.signal import GradientFeatures
+from winnow.signals.gradients import GradientFeatures
 from winnow.store import Store
 pool = load_pool(sys.argv[1]).subset(range(6))
 sig = GradientFeatures(model="default", proj_dim=128, max_length=48, device="cpu", lora_seed=1,

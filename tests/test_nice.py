@@ -13,7 +13,7 @@ import yaml
 from reward_server import RewardServer
 
 from winnow.data import load_pool
-from winnow.gradients.policy import PolicyGradientFeatures, reward_example
+from winnow.models.policy_gradients import reward_example
 from winnow.models.reward import (
     ApiReward,
     RuleReward,
@@ -22,6 +22,7 @@ from winnow.models.reward import (
     make_reward,
     parse_score,
 )
+from winnow.signals.gradients import PolicyGradientFeatures
 from winnow.store import Store
 
 

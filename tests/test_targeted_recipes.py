@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from winnow.data import load_pool
-from winnow.gradients.less import LessInfluence
-from winnow.gradients.signal import GradientFeatures
 from winnow.recipes.runner import run_recipe
+from winnow.signals.gradients import GradientFeatures, LessInfluence
 from winnow.store import Store
 
 TINY = {"lora_r": 2, "lora_alpha": 8, "warmup_fraction": 0.5, "warmup_epochs": 2,
@@ -109,7 +108,7 @@ def test_less_lr_weights_over_differing_warmup_checkpoints(pools, store):
     lrs = record["weights"]
     assert lrs[0] > 1.2 * lrs[1] > 0  # linear decay: the first epoch's mean lr is larger
 
-    kw = {k: TINY[k] for k in ("lora_r", "lora_alpha", "max_length", "proj_dim")}
+    kw = {k: TINY[k] for k in ("max_length", "proj_dim")}
 
     def less(weights):
         sig = LessInfluence(target=target, checkpoints=ckpts, checkpoint_weights=weights,

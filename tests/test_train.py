@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from winnow.cli.train import export_cmd, train_cmd
 from winnow.data.errors import DataError
 from winnow.data.pool import Pool, Source
+from winnow.data.tokenize import IGNORE_INDEX, tokenize_pool
 from winnow.train import TrainConfig
-from winnow.train.sft_data import IGNORE_INDEX, encode_pool
 
 app = typer.Typer()
 app.command("train")(train_cmd)
@@ -34,12 +34,12 @@ def test_prompt_tokens_are_masked():
              "input": ""}, {"role": "assistant", "content": "Blue"}]
     pool = Pool(["a"], [conv], [{}], Source("x", "json", "alpaca"))
     for template in ("alpaca", "chat"):
-        item = encode_pool(pool, tok, template, cutoff_len=128)[0]
+        item = tokenize_pool(pool, tok, template, 128)[0]
         trained = [t for t, lab in zip(item["input_ids"], item["labels"]) if lab != IGNORE_INDEX]
         text = tok.decode(trained)
         assert text.startswith("Blue") and "colour" not in text
         assert trained[-1] in (tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>"))
-    short = encode_pool(pool, tok, "alpaca", cutoff_len=8)[0]
+    short = tokenize_pool(pool, tok, "alpaca", 8)[0]
     assert len(short["input_ids"]) == 8 and any(x != IGNORE_INDEX for x in short["labels"])
 
 

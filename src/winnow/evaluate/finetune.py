@@ -20,7 +20,8 @@ import numpy as np
 
 from winnow.data.pool import Pool, last_exchange
 from winnow.evaluate.judge import Judge, win_rate
-from winnow.evaluate.target import choice_accuracy, generate_answers, target_loss
+from winnow.evaluate.target import choice_accuracy, target_loss
+from winnow.models.generate import generate_answers
 from winnow.train.config import TrainConfig
 from winnow.train.trainer import train
 

@@ -1,9 +1,11 @@
-"""Per-token log-likelihood statistics from batched forward passes of a causal LM.
+"""Per-token log-likelihood of a causal LM: the one place winnow computes token losses.
 
-Sequences are sorted by length and packed into batches under a token budget (rows x
-longest row), right-padded. The model body runs once per batch; the LM head (the
-vocabulary projection, the costliest part of a small model) runs only at the positions
-that predict a target token, in chunks, in float32 for the softmax.
+The model body runs once per batch; the LM head (the vocabulary projection, the costliest
+part of a small model) runs only at the positions that predict a target token, in chunks,
+in float32 for the softmax, with the model's own logit scaling. :func:`score_sequences`
+sorts sequences by length and packs them into batches under a token budget (rows x longest
+row) for statistics without gradients; :func:`label_nll` gives each row's loss over its
+labelled tokens (training, evaluation and per-example gradients, differentiable).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from winnow.data.tokenize import IGNORE_INDEX
 from winnow.models.causal_lm import LoadedLM
 
 HEAD_CHUNK_ELEMENTS = 1 << 26  # logits computed per chunk: positions x vocabulary
@@ -72,8 +75,14 @@ def length_batches(lengths: list[int] | np.ndarray, token_budget: int) -> list[n
     return batches
 
 
+def causal_lm(model):
+    """The ``*ForCausalLM`` inside a PEFT wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _head(model) -> tuple[torch.nn.Module, torch.nn.Module, object]:
-    """(body, lm_head, config) of a ``*ForCausalLM`` model."""
+    """(body, lm_head, config) of a ``*ForCausalLM`` model (PEFT-wrapped or not)."""
+    model = causal_lm(model)
     head = model.get_output_embeddings()
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
     if head is None or body is None:
@@ -125,21 +134,12 @@ def score_sequences(lm: LoadedLM, sequences: list[Sequence], *, token_budget: in
         b_idx, t_idx = np.nonzero(tgt)
         b_t = torch.from_numpy(b_idx).to(device)
         t_t = torch.from_numpy(t_idx).to(device)
-        picked = hidden[b_t, t_t - 1]
-        labels = ids_t[b_t, t_t]
         want_unc = any(r.uncertainty for r in rows)
-        nll, ent, mar = [], [], []
-        step = max(1, HEAD_CHUNK_ELEMENTS // max(1, head.weight.shape[0]))
-        for s in range(0, len(picked), step):
-            logp = torch.log_softmax(_logits(head, config, picked[s:s + step]), dim=-1)
-            nll.append(-logp.gather(1, labels[s:s + step, None])[:, 0])
-            if want_unc:
-                ent.append(-(logp.exp() * logp).sum(-1))
-                top = logp.topk(2, dim=-1).values.exp()
-                mar.append(top[:, 0] - top[:, 1])
-        nll_np = _cat(nll)
-        ent_np = _cat(ent) if want_unc else None
-        mar_np = _cat(mar) if want_unc else None
+        nll, ent, mar = _target_stats(head, config, hidden[b_t, t_t - 1], ids_t[b_t, t_t],
+                                      want_unc)
+        nll_np = _np(nll)
+        ent_np = _np(ent) if want_unc else None
+        mar_np = _np(mar) if want_unc else None
         emb = None
         if any(r.embed for r in rows):
             m = attn_t[..., None].to(hidden.dtype)
@@ -157,7 +157,47 @@ def score_sequences(lm: LoadedLM, sequences: list[Sequence], *, token_budget: in
     return results  # type: ignore[return-value]
 
 
-def _cat(parts: list[torch.Tensor]) -> np.ndarray:
-    if not parts:
-        return np.zeros(0, dtype=np.float32)
-    return torch.cat(parts).float().cpu().numpy()
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.float().cpu().numpy()
+
+
+def _target_stats(head: torch.nn.Module, config, hidden: torch.Tensor, labels: torch.Tensor,
+                  uncertainty: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(nll, entropy, margin), each (k,) float32, of predicting ``labels`` (k,) from the
+    hidden states (k, H) that precede them; entropy and margin only with ``uncertainty``."""
+    nll, ent, mar = [], [], []
+    step = max(1, HEAD_CHUNK_ELEMENTS // max(1, head.weight.shape[0]))
+    for s in range(0, len(hidden), step):
+        logp = torch.log_softmax(_logits(head, config, hidden[s:s + step]), dim=-1)
+        nll.append(-logp.gather(1, labels[s:s + step, None])[:, 0])
+        if uncertainty:
+            ent.append(-(logp.exp() * logp).sum(-1))
+            top = logp.topk(2, dim=-1).values.exp()
+            mar.append(top[:, 0] - top[:, 1])
+    if not nll:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return empty, empty if uncertainty else None, empty if uncertainty else None
+    return (torch.cat(nll), torch.cat(ent) if uncertainty else None,
+            torch.cat(mar) if uncertainty else None)
+
+
+def label_nll(model, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+    """(b,) NLL of each row's labelled tokens (``labels`` != -100, each predicted from the
+    position before it): summed (``"sum"``) or averaged (``"mean"``; 0 for a row without
+    labelled tokens). ``batch`` holds ``input_ids``, ``attention_mask`` and ``labels``,
+    (b, t) on the model's device; differentiable when gradients are enabled."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be mean or sum, not {reduction!r}")
+    body, head, config = _head(model)
+    hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  use_cache=False)[0]
+    labels = batch["labels"][:, 1:]
+    sel = labels != IGNORE_INDEX
+    rows, cols = sel.nonzero(as_tuple=True)
+    nll, _, _ = _target_stats(head, config, hidden[rows, cols], labels[rows, cols])
+    sums = torch.zeros(labels.shape[0], device=nll.device, dtype=nll.dtype).index_add(0, rows,
+                                                                                      nll)
+    if reduction == "sum":
+        return sums
+    return sums / sel.sum(1).clamp(min=1)

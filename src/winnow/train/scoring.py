@@ -5,21 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token NLL and counted tokens per row.
-
-    logits : (b, t, vocab); labels : (b, t) with -100 where not trained.
-    Returns (sum_nll (b,), n_tokens (b,)).
-    """
-    shift_logits = logits[:, :-1].float()
-    shift_labels = labels[:, 1:]
-    mask = shift_labels != -100
-    nll = torch.nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)),
-        shift_labels.clamp(min=0).reshape(-1), reduction="none").view_as(shift_labels)
-    nll = nll * mask
-    return nll.sum(dim=1), mask.sum(dim=1)
+from winnow.data.tokenize import IGNORE_INDEX
+from winnow.models.token_scores import label_nll
 
 
 @torch.no_grad()
@@ -35,13 +22,9 @@ def example_losses(model, dataset, collator, indices, device, batch_size: int = 
     try:
         for a in range(0, len(indices), batch_size):
             chunk = [dataset[int(i)] for i in indices[a:a + batch_size]]
-            batch = collator(chunk)
-            labels = batch["labels"].to(device)
-            logits = model(input_ids=batch["input_ids"].to(device),
-                           attention_mask=batch["attention_mask"].to(device)).logits
-            total, count = token_losses(logits, labels)
-            mean = (total / count.clamp(min=1)).cpu().numpy()
-            mean[count.cpu().numpy() == 0] = np.nan
+            batch = {k: v.to(device) for k, v in collator(chunk).items()}
+            mean = label_nll(model, batch).cpu().numpy()
+            mean[(batch["labels"][:, 1:] != IGNORE_INDEX).sum(1).cpu().numpy() == 0] = np.nan
             out[a:a + len(chunk)] = mean
     finally:
         model.train(was_training)

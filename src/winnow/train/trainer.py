@@ -36,12 +36,13 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from winnow.data.pool import Pool
+from winnow.data.tokenize import Collator, resolve_template, tokenize_pool
 from winnow.train.config import TrainConfig
 from winnow.train.dynamic.base import get_dynamic_selector
 from winnow.train.dynamic.callback import attach_dynamic_selection
 from winnow.train.dynamic.schedule import DynamicSchedule
 from winnow.train.lora import bf16_supported, build_lora_model, trainable_parameters
-from winnow.train.sft_data import SFTCollator, SFTDataset, load_datasets, resolve_template
+from winnow.train.sft_data import load_datasets
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,8 @@ def train(cfg: TrainConfig, *, pool: Pool | None = None, eval_pool: Pool | None 
         eval_pool = load_datasets(cfg.eval_dataset, cfg.dataset_dir, cfg.max_samples)
     if eval_pool is None and cfg.val_size:
         pool, eval_pool = _split(pool, cfg.val_size, cfg.seed)
-    train_set = SFTDataset.from_pool(pool, tokenizer, template, cfg.cutoff_len)
-    eval_set = (SFTDataset.from_pool(eval_pool, tokenizer, template, cfg.cutoff_len)
+    train_set = tokenize_pool(pool, tokenizer, template, cfg.cutoff_len)
+    eval_set = (tokenize_pool(eval_pool, tokenizer, template, cfg.cutoff_len)
                 if eval_pool is not None else None)
     args = _training_args(cfg, eval_set is not None, device)
     cbs: list[TrainerCallback] = [SaveAtEnd(), *(callbacks or [])]
@@ -181,7 +182,7 @@ def train(cfg: TrainConfig, *, pool: Pool | None = None, eval_pool: Pool | None 
         cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_steps,
                                          early_stopping_threshold=cfg.early_stopping_min_delta))
     trainer = trainer_cls(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                      data_collator=SFTCollator(tokenizer.pad_token_id),
+                      data_collator=Collator(tokenizer.pad_token_id),
                       processing_class=tokenizer, callbacks=cbs)
     if cfg.disable_shuffling and not cfg.dynamic:
         trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(train_set)

@@ -1,12 +1,6 @@
 """Dynamic selection during training: schedule, per-run selection log, selectors, callback."""
 
-from winnow.train.dynamic.base import (
-    DYNAMIC_SELECTORS,
-    DynamicSelector,
-    SelectionState,
-    get_dynamic_selector,
-    register_dynamic_selector,
-)
+from winnow.train.dynamic.base import DynamicSelector, SelectionState, get_dynamic_selector
 from winnow.train.dynamic.callback import (
     DynamicSelectionCallback,
     PhaseSampler,
@@ -15,6 +9,6 @@ from winnow.train.dynamic.callback import (
 from winnow.train.dynamic.log import SelectionLog
 from winnow.train.dynamic.schedule import DynamicSchedule, Phase
 
-__all__ = ["DYNAMIC_SELECTORS", "DynamicSchedule", "DynamicSelectionCallback", "DynamicSelector",
-           "Phase", "PhaseSampler", "SelectionLog", "SelectionState", "attach_dynamic_selection",
-           "get_dynamic_selector", "register_dynamic_selector"]
+__all__ = ["DynamicSchedule", "DynamicSelectionCallback", "DynamicSelector", "Phase",
+           "PhaseSampler", "SelectionLog", "SelectionState", "attach_dynamic_selection",
+           "get_dynamic_selector"]

@@ -2,15 +2,18 @@
 
 Interface (what a gradient method such as LESS, NICE or ClusterUCB implements)::
 
-    @register_dynamic_selector
     class MySelector(DynamicSelector):
         name = "mine"
 
         def __init__(self, some_param: float = 1.0):   # component_params
-            ...
+            self.some_param = some_param               # same name (get_params reads it)
 
         def select(self, model, tokenizer, pool, step, budget, optimizer, state):
             ...  # -> indices into pool (array of ints) or a winnow Selection
+
+    DYNAMIC_SELECTORS.register("mine", "my_package.selectors:MySelector")
+
+(``DYNAMIC_SELECTORS`` of :mod:`winnow.registry`; ``component_name: mine`` then finds it).
 
 ``model`` is the model being trained (a PEFT model, in train mode: switch to eval and back
 if needed), ``tokenizer`` its tokenizer, ``pool`` the training :class:`~winnow.data.Pool`,
@@ -23,6 +26,7 @@ Selectors must be deterministic given ``state.seed`` and ``step``.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,40 +36,16 @@ import numpy as np
 import torch
 
 from winnow.data.pool import Pool
+from winnow.registry import DYNAMIC_SELECTORS, create
 from winnow.train.dynamic.log import SelectionLog
 from winnow.train.dynamic.schedule import Phase
 
-DYNAMIC_SELECTORS: dict[str, type[DynamicSelector]] = {}
-
-
-def register_dynamic_selector(cls: type[DynamicSelector]) -> type[DynamicSelector]:
-    """Class decorator: make a dynamic selector available as ``component_name: cls.name``."""
-    DYNAMIC_SELECTORS[cls.name] = cls
-    return cls
-
 
 def get_dynamic_selector(name: str, **params: Any) -> DynamicSelector:
-    """Instantiate a registered dynamic selector (``component_name`` + ``component_params``)."""
-    import winnow.train.dynamic.builtin  # noqa: F401  (registers the built-ins)
-
-    key = name.replace("-", "_")
-    if key not in DYNAMIC_SELECTORS:
-        _load_plugins()
-    if key not in DYNAMIC_SELECTORS:
-        known = ", ".join(sorted(DYNAMIC_SELECTORS))
-        raise KeyError(f"unknown dynamic selector {name!r}; known: {known}")
-    try:
-        return DYNAMIC_SELECTORS[key](**params)
-    except TypeError as e:
-        raise ValueError(f"dynamic selector {name!r}: bad component_params: {e}") from None
-
-
-def _load_plugins() -> None:
-    """Import modules that register more dynamic selectors (entry point group)."""
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="winnow.dynamic_selectors"):
-        ep.load()
+    """A dynamic selector by name (``component_name``, looked up in
+    :data:`winnow.registry.DYNAMIC_SELECTORS`) with its ``component_params`` (names checked
+    against its ``__init__``)."""
+    return create(DYNAMIC_SELECTORS, name, **params)
 
 
 @dataclass
@@ -109,12 +89,25 @@ class SelectionState:
 
 
 class DynamicSelector(ABC):
-    """Base class: parameters in ``__init__`` (the ``component_params``), work in select."""
+    """Base class: parameters in ``__init__`` (the ``component_params``), each kept as the
+    attribute of the same name (scikit-learn's convention), work in :meth:`select`."""
 
     name: ClassVar[str]
 
     def get_params(self) -> dict[str, Any]:
-        return dict(getattr(self, "params", {}))
+        """The ``__init__`` parameters (of this class and the classes it extends) with their
+        effective values, defaults included, as scikit-learn's ``get_params``; keyword
+        arguments taken through ``**kwargs`` come from ``self.extra_params``."""
+        out: dict[str, Any] = {}
+        for cls in reversed(type(self).__mro__):
+            init = cls.__dict__.get("__init__")
+            if init is None or cls is object:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                    out[p.name] = getattr(self, p.name)
+        out.update(getattr(self, "extra_params", {}))
+        return out
 
     @abstractmethod
     def select(self, model, tokenizer, pool: Pool, step: int, budget: int, optimizer,

@@ -6,7 +6,9 @@ schedule and 3% warmup, no weight decay, 4 epochs, batch 1 × 32 accumulation, 2
 seed 0. The run uses :func:`winnow.train.train`; its folder lives in the cache under a key
 of the pool and these settings, so a finished warmup is reused and an interrupted one
 resumes from its last checkpoint. Each checkpoint's weight is the mean learning rate of
-its epoch (what LESS passes as ``checkpoint_weights``).
+its epoch (what LESS passes as ``checkpoint_weights``). A recipe builds it as the artifact
+kind ``lora-warmup`` and hands ``checkpoints`` and ``weights`` to the ``less`` and ``nice``
+signals.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 
 from winnow.data.pool import Pool
 from winnow.store import Store, cache_key
+from winnow.train.config import TrainConfig
+from winnow.train.trainer import train
 
 DONE = "winnow_warmup.json"
 
@@ -59,9 +63,12 @@ def less_warmup(pool: Pool, store: Store, *, model: str = "default", fraction: f
                 lora_target: str = "q_proj,k_proj,v_proj,o_proj", batch_size: int = 1,
                 grad_accum: int = 32, max_length: int = 2048, template: str | None = None,
                 seed: int = 0) -> Warmup:
-    """Train (or reuse) the warmup adapter of ``pool``; see the module docstring."""
-    from winnow.train import TrainConfig, train
-
+    """Train (or reuse) the warmup adapter of ``pool``; see the module docstring. Numbers
+    are keyed by value (``lora_alpha`` 8 and 8.0 are one warmup)."""
+    fraction, learning_rate = float(fraction), float(learning_rate)
+    lora_alpha, lora_dropout = float(lora_alpha), float(lora_dropout)
+    data_seed, epochs, lora_r, seed = int(data_seed), int(epochs), int(lora_r), int(seed)
+    batch_size, grad_accum, max_length = int(batch_size), int(grad_accum), int(max_length)
     idx = warmup_indices(len(pool), fraction, data_seed)
     settings = {"model": model, "fraction": fraction, "data_seed": data_seed, "epochs": epochs,
                 "learning_rate": learning_rate, "lora_r": lora_r, "lora_alpha": lora_alpha,
@@ -72,7 +79,7 @@ def less_warmup(pool: Pool, store: Store, *, model: str = "default", fraction: f
     steps = math.ceil(len(idx) / (batch_size * grad_accum))
     done = out / DONE
     if not done.exists():
-        cfg = TrainConfig(model_name_or_path=model, lora_rank=int(lora_r),
+        cfg = TrainConfig(model_name_or_path=model, lora_rank=lora_r,
                           lora_alpha=int(lora_alpha), lora_dropout=lora_dropout,
                           lora_target=lora_target, template=template, cutoff_len=max_length,
                           output_dir=str(out), per_device_train_batch_size=batch_size,

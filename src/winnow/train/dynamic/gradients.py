@@ -19,41 +19,32 @@ import numpy as np
 import torch
 
 from winnow.data.pool import Pool
-from winnow.gradients.encode import Encoded, encode_conversations
-from winnow.gradients.features import normalise, project_examples
-from winnow.gradients.less import resolve_subtask
-from winnow.gradients.lora import trainable
-from winnow.gradients.matching import influence, subtask_ids
-from winnow.gradients.policy import policy_features
-from winnow.gradients.projection import Projector
+from winnow.data.tokenize import tokenize_conversations
+from winnow.models.grad_features import normalise, project_examples
+from winnow.models.lora import grad_dim, optimizer_moments
+from winnow.models.policy_gradients import policy_features
+from winnow.models.projection import Projector
 from winnow.models.reward import make_reward
 from winnow.selectors.base import Selection
 from winnow.selectors.cluster_ucb import ClusterUCB
-from winnow.train.dynamic.base import DynamicSelector, SelectionState, register_dynamic_selector
-
-
-def optimizer_moments(model, optimizer) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Flat (exp_avg, exp_avg_sq) of the trainable parameters; None before the first step."""
-    params = [p for _, p in trainable(model)]
-    states = [optimizer.state.get(p, {}) if optimizer is not None else {} for p in params]
-    if not all("exp_avg" in s for s in states):
-        return None
-    return (torch.cat([s["exp_avg"].reshape(-1).float() for s in states]),
-            torch.cat([s["exp_avg_sq"].reshape(-1).float() for s in states]))
+from winnow.signals.influence import influence, resolve_subtask, subtask_ids
+from winnow.train.dynamic.base import DynamicSelector, SelectionState
 
 
 class GradientDynamic(DynamicSelector):
     """Shared machinery; parameters (DataFlex names): gradient_type (adam), proj_dim,
-    seed (projection seed), projection (sparse), subtask (auto), max_batch, max_tokens."""
+    seed (projection seed), projection (sparse), subtask (auto), max_batch, max_tokens;
+    other DataFlex keys are accepted and kept in :meth:`get_params`."""
 
     name = "gradient"
 
     def __init__(self, gradient_type: str = "adam", proj_dim: int = 8192, seed: int = 0,
                  projection: str = "sparse", subtask: str | None = "auto",
                  max_batch: int = 16, max_tokens: int = 4096, **extra: Any):
-        self.params = {"gradient_type": gradient_type, "proj_dim": int(proj_dim),
-                       "seed": int(seed), "projection": projection, "subtask": subtask,
-                       "max_batch": int(max_batch), "max_tokens": int(max_tokens), **extra}
+        self.gradient_type, self.proj_dim, self.seed = gradient_type, int(proj_dim), int(seed)
+        self.projection, self.subtask = projection, subtask
+        self.max_batch, self.max_tokens = int(max_batch), int(max_tokens)
+        self.extra_params = extra
 
     def target(self, state: SelectionState) -> Pool:
         target = state.extras.get("target") or state.extras.get("eval_pool")
@@ -63,31 +54,28 @@ class GradientDynamic(DynamicSelector):
         return target
 
     def projector(self, model) -> Projector:
-        dim = sum(p.numel() for _, p in trainable(model))
-        return Projector(dim, self.params["proj_dim"], self.params["seed"],
-                         self.params["projection"], next(model.parameters()).device)
+        return Projector(grad_dim(model), self.proj_dim, self.seed, self.projection,
+                         next(model.parameters()).device)
 
     def pool_features(self, model, tokenizer, rows, state, optimizer, projector) -> np.ndarray:
-        items = [Encoded(list(state.dataset[int(i)]["input_ids"]),
-                         list(state.dataset[int(i)]["labels"])) for i in rows]
-        moments = (optimizer_moments(model, optimizer)
-                   if self.params["gradient_type"] == "adam" else None)
+        items = [state.dataset[int(i)] for i in rows]
+        moments = optimizer_moments(model, optimizer) if self.gradient_type == "adam" else None
         raw = project_examples(model, items, projector, pad_id=tokenizer.pad_token_id,
-                               moments=moments, max_tokens=self.params["max_tokens"],
-                               max_batch=self.params["max_batch"])
+                               moments=moments, max_tokens=self.max_tokens,
+                               max_batch=self.max_batch)
         return normalise(raw)[0]
 
     def target_features(self, model, tokenizer, target: Pool, state, projector) -> np.ndarray:
-        items = encode_conversations(tokenizer, target.conversations,
-                                     state.extras.get("cutoff_len", 2048),
-                                     state.extras.get("template"))
+        items = tokenize_conversations(tokenizer, target.conversations,
+                                       state.extras.get("template"),
+                                       state.extras.get("cutoff_len", 2048),
+                                       truncation="right", source=target.source.path)
         raw = project_examples(model, items, projector, pad_id=tokenizer.pad_token_id,
-                               max_tokens=self.params["max_tokens"],
-                               max_batch=self.params["max_batch"])
+                               max_tokens=self.max_tokens, max_batch=self.max_batch)
         return normalise(raw)[0]
 
     def scores(self, pool_feats, target_feats, target: Pool) -> np.ndarray:
-        col = resolve_subtask(target, self.params["subtask"])
+        col = resolve_subtask(target, self.subtask)
         groups = subtask_ids(target.extra[col], len(target)) if col else None
         return influence([pool_feats], [target_feats], None, groups)
 
@@ -110,14 +98,12 @@ class GradientDynamic(DynamicSelector):
         return Selection(idx, s[idx], {"target": len(target)})
 
 
-@register_dynamic_selector
 class LessDynamic(GradientDynamic):
     """LESS at every update: top ``budget`` pool examples by influence on the target."""
 
     name = "less"
 
 
-@register_dynamic_selector
 class NiceDynamic(GradientDynamic):
     """NICE at every update: target features are policy gradients of rewarded samples of
     the live model. DataFlex keys: reward_model_backend (rule), reward_backend_params,
@@ -134,28 +120,27 @@ class NiceDynamic(GradientDynamic):
                  top_p: float = 0.95, top_k: int = 50, max_prompt_length: int = 4096,
                  cache_dir: str | None = None, save_interval: int | None = None,
                  **params: Any):
-        super().__init__(proj_dim=proj_dim, reward_model_backend=reward_model_backend,
-                         reward_backend_params=dict(reward_backend_params or {}),
-                         mc_samples=int(mc_samples), max_new_tokens=int(max_new_tokens),
-                         generation_temperature=float(generation_temperature),
-                         top_p=float(top_p), top_k=int(top_k),
-                         max_prompt_length=int(max_prompt_length), **params)
+        super().__init__(proj_dim=proj_dim, **params)
+        self.reward_model_backend = reward_model_backend
+        self.reward_backend_params = dict(reward_backend_params or {})
+        self.mc_samples, self.max_new_tokens = int(mc_samples), int(max_new_tokens)
+        self.generation_temperature = float(generation_temperature)
+        self.top_p, self.top_k = float(top_p), int(top_k)
+        self.max_prompt_length = int(max_prompt_length)
+        self.cache_dir, self.save_interval = cache_dir, save_interval
         self.reward = make_reward(reward_model_backend, reward_backend_params)
 
     def target_features(self, model, tokenizer, target, state, projector) -> np.ndarray:
-        p = self.params
         raw, _, _ = policy_features(
             model, tokenizer, target, range(len(target)), self.reward, projector,
-            pad_id=tokenizer.pad_token_id, mc_samples=p["mc_samples"],
-            temperature=p["generation_temperature"], max_new_tokens=p["max_new_tokens"],
-            max_prompt_length=p["max_prompt_length"], seed=p["seed"] + state.phase.start,
-            template=state.extras.get("template"), top_p=p["top_p"], top_k=p["top_k"],
-            max_tokens=p["max_tokens"],
-            max_batch=p["max_batch"])
+            pad_id=tokenizer.pad_token_id, mc_samples=self.mc_samples,
+            temperature=self.generation_temperature, max_new_tokens=self.max_new_tokens,
+            max_prompt_length=self.max_prompt_length, seed=self.seed + state.phase.start,
+            template=state.extras.get("template"), top_p=self.top_p, top_k=self.top_k,
+            max_tokens=self.max_tokens, max_batch=self.max_batch)
         return normalise(raw)[0]
 
 
-@register_dynamic_selector
 class ClusterUCBDynamic(GradientDynamic):
     """ClusterUCB at every update: clusters of the pool features from the first update;
     afterwards only the examples the bandit draws (``budget_fraction`` of the pool) get
@@ -165,9 +150,9 @@ class ClusterUCBDynamic(GradientDynamic):
 
     def __init__(self, n_clusters: int = 20, beta: float = 1.0, budget_fraction: float = 0.2,
                  cold_start: float = 0.0, **params: Any):
-        super().__init__(n_clusters=int(n_clusters), beta=float(beta),
-                         budget_fraction=float(budget_fraction), cold_start=float(cold_start),
-                         **params)
+        super().__init__(**params)
+        self.n_clusters, self.beta = int(n_clusters), float(beta)
+        self.budget_fraction, self.cold_start = float(budget_fraction), float(cold_start)
         self._cluster_features: np.ndarray | None = None
 
     def _select(self, model, tokenizer, pool, budget, optimizer, state, target) -> Selection:
@@ -181,7 +166,6 @@ class ClusterUCBDynamic(GradientDynamic):
             pf = self.pool_features(model, tokenizer, rows, state, optimizer, proj)
             return self.scores(pf, tf, target)
 
-        p = self.params
-        ucb = ClusterUCB(p["n_clusters"], p["beta"], p["budget_fraction"], p["cold_start"],
+        ucb = ClusterUCB(self.n_clusters, self.beta, self.budget_fraction, self.cold_start,
                          random_state=state.seed + state.phase.start)
         return ucb.select(budget, X=self._cluster_features, score_fn=score_fn)

@@ -1,4 +1,5 @@
-"""LESS influence scores from projected, normalised gradient features.
+"""LESS influence scores from projected, normalised gradient features, and the target's
+subtasks they are averaged over.
 
 For checkpoints c with weights η_c (the epoch's mean learning rate, renormalised to sum to
 1 as in LESS ``matching.py``): S = Σ_c η_c · P_c T_cᵀ, an (n, m) matrix of cosine
@@ -11,6 +12,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from winnow.data.pool import Pool
+
+SUBTASK_COLUMNS = ("subject", "task", "category", "subtask")
+
+
+def resolve_subtask(target: Pool | None, subtask: str | None) -> str | None:
+    """The target column naming subtasks: ``"auto"`` picks the first of
+    subject/task/category/subtask present; None or "none": one task."""
+    if target is None or subtask in (None, "none"):
+        return None
+    if subtask == "auto":
+        return next((c for c in SUBTASK_COLUMNS if c in target.extra), None)
+    if subtask not in target.extra:
+        raise KeyError(f"target {target.source.path} has no column {subtask!r}; "
+                       f"columns: {sorted(target.extra)}")
+    return subtask
 
 
 def subtask_ids(labels: Sequence | None, m: int) -> np.ndarray:

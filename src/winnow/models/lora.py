@@ -1,4 +1,5 @@
-"""LoRA adapters for gradient features: add, load, list their parameters, read Adam moments.
+"""LoRA adapters for gradient features: load a model with them, add, load, list their
+parameters, read Adam moments (from a checkpoint or a live optimizer).
 
 The gradient of an example is taken with respect to the trainable LoRA parameters, flattened
 in ``model.named_parameters()`` order. Checkpoints are PEFT adapter folders as written by a
@@ -8,7 +9,9 @@ Hugging Face ``Trainer`` (``adapter_model.safetensors`` + ``optimizer.pt``).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -36,6 +39,7 @@ def trainable(model) -> list[tuple[str, torch.nn.Parameter]]:
 
 
 def grad_dim(model) -> int:
+    """Number of trainable parameters (the length of a gradient)."""
     return sum(p.numel() for _, p in trainable(model))
 
 
@@ -87,3 +91,44 @@ def adam_moments(model, checkpoint: str | Path) -> tuple[torch.Tensor, torch.Ten
     m = torch.cat([by_name[n][0].reshape(-1).float() for n, _ in params])
     v = torch.cat([by_name[n][1].reshape(-1).float() for n, _ in params])
     return m, v
+
+
+def optimizer_moments(model, optimizer) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Flat (exp_avg, exp_avg_sq) of the trainable parameters from a live torch optimizer;
+    None before its first step."""
+    params = [p for _, p in trainable(model)]
+    states = [optimizer.state.get(p, {}) if optimizer is not None else {} for p in params]
+    if not all("exp_avg" in s for s in states):
+        return None
+    return (torch.cat([s["exp_avg"].reshape(-1).float() for s in states]),
+            torch.cat([s["exp_avg_sq"].reshape(-1).float() for s in states]))
+
+
+@dataclass
+class LoraModel:
+    """A causal LM with LoRA adapters ready for per-example gradients (eval mode)."""
+
+    model: Any
+    tokenizer: Any
+    identity: dict[str, Any]
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
+def load_lora_model(model: str = "default", checkpoint: str | None = None, *, lora_r: int = 128,
+                    lora_alpha: float = 512, lora_dropout: float = 0.1,
+                    lora_targets=LESS_TARGETS, lora_seed: int = 0, device: str = "auto",
+                    dtype: str = "fp32") -> LoraModel:
+    """The base ``model`` with the adapter of ``checkpoint``, or with fresh LoRA adapters."""
+    from winnow.models.causal_lm import load_causal_lm
+
+    lm = load_causal_lm(model, device=device, dtype=dtype)
+    if checkpoint is not None:
+        peft = load_adapter(lm.model, checkpoint)
+    else:
+        peft = add_lora(lm.model, lora_r, lora_alpha, lora_dropout, lora_targets, lora_seed)
+    peft.eval()
+    identity = {**lm.identity, "checkpoint": checkpoint_identity(checkpoint)}
+    return LoraModel(peft, lm.tokenizer, identity)

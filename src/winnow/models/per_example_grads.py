@@ -12,43 +12,18 @@ Two ways, same result:
     and the fallback when a trainable parameter is not a Linear weight or bias.
 
 ``benchmarks/bench_gradients.py`` times both (and the LESS-style pipeline) side by side. The
-loss of an example is
-the mean token NLL over its labelled (response) tokens, with logits computed only at those
-positions.
+loss of an example is the mean (or summed) token NLL over its labelled (response) tokens,
+:func:`winnow.models.token_scores.label_nll`.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from winnow.gradients.encode import IGNORE
-from winnow.gradients.lora import trainable
+from winnow.models.lora import trainable
+from winnow.models.token_scores import label_nll
 
 METHODS = ("hooks", "loop")
-
-
-def causal_lm(model):
-    """The ``*ForCausalLM`` inside a PEFT wrapper (or the model itself)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def example_losses(model, batch: dict[str, torch.Tensor], reduction: str = "mean"
-                   ) -> torch.Tensor:
-    """(b,) response NLL per example: mean (``"mean"``) or sum (``"sum"``) over its labelled
-    tokens; 0 for an example without labelled tokens."""
-    lm = causal_lm(model)
-    hidden = lm.base_model(input_ids=batch["input_ids"],
-                           attention_mask=batch["attention_mask"]).last_hidden_state
-    labels = batch["labels"][:, 1:]
-    sel = labels != IGNORE
-    logits = lm.get_output_embeddings()(hidden[:, :-1][sel]).float()
-    nll = F.cross_entropy(logits, labels[sel], reduction="none")
-    rows = sel.nonzero()[:, 0]
-    sums = torch.zeros(labels.shape[0], device=nll.device, dtype=nll.dtype).index_add(0, rows, nll)
-    if reduction == "sum":
-        return sums
-    return sums / sel.sum(1).clamp(min=1)
 
 
 def _owners(model) -> list[tuple[torch.nn.Linear, str]] | None:
@@ -66,6 +41,7 @@ def _owners(model) -> list[tuple[torch.nn.Linear, str]] | None:
 
 
 def supports_hooks(model) -> bool:
+    """Whether every trainable parameter is a Linear weight or bias (``hooks`` applies)."""
     return _owners(model) is not None
 
 
@@ -88,7 +64,7 @@ def _loop(model, batch, weights, reduction) -> list[torch.Tensor]:
     for i in range(b):
         n = int(batch["attention_mask"][i].sum())
         one = {k: v[i:i + 1, :n] for k, v in batch.items()}
-        loss = example_losses(model, one, reduction)[0]
+        loss = label_nll(model, one, reduction)[0]
         if weights is not None:
             loss = loss * weights[i]
         if loss.requires_grad:
@@ -110,7 +86,7 @@ def _hooks(model, batch, weights, reduction) -> list[torch.Tensor]:
 
     handles = [m.register_forward_hook(hook) for m in modules]
     try:
-        losses = example_losses(model, batch, reduction)
+        losses = label_nll(model, batch, reduction)
     finally:
         for h in handles:
             h.remove()

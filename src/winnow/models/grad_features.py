@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from winnow.gradients.encode import Encoded, batches, collate
-from winnow.gradients.lora import trainable
-from winnow.gradients.per_example import per_example_grads
-from winnow.gradients.projection import Projector
+from winnow.data.tokenize import batches, collate
+from winnow.models.lora import trainable
+from winnow.models.per_example_grads import per_example_grads
+from winnow.models.projection import Projector
 
 GRADIENT_TYPES = ("sgd", "adam")
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
@@ -30,13 +30,14 @@ def adam_transform(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> torch.T
     return (BETA1 * m + (1 - BETA1) * g) / torch.sqrt(BETA2 * v + (1 - BETA2) * g * g + EPS)
 
 
-def project_examples(model, items: Sequence[Encoded], projector: Projector, *,
+def project_examples(model, items: Sequence[dict[str, list[int]]], projector: Projector, *,
                      pad_id: int, moments: tuple[torch.Tensor, torch.Tensor] | None = None,
                      method: str = "hooks", max_tokens: int = 4096, max_batch: int = 16,
                      weights: Sequence[float] | None = None, reduction: str = "mean",
                      progress: Callable[[int], None] | None = None) -> np.ndarray:
     """(len(items), proj_dim) float32 projections of each item's (weighted) loss gradient.
 
+    ``items``: tokenized examples (``input_ids``, ``labels``; :mod:`winnow.data.tokenize`).
     ``moments``: flat (exp_avg, exp_avg_sq) for ``adam`` features, None for ``sgd``.
     ``weights``: per-item loss weights (e.g. rewards), default 1.
     """
@@ -46,8 +47,8 @@ def project_examples(model, items: Sequence[Encoded], projector: Projector, *,
         moments = (moments[0].to(device), moments[1].to(device))
     out = np.zeros((len(items), projector.proj_dim), dtype=np.float32)
     w_all = None if weights is None else torch.as_tensor(list(weights), dtype=torch.float32)
-    for group in batches([len(e.input_ids) for e in items], max_tokens, max_batch):
-        batch = collate([items[i] for i in group], pad_id, device)
+    for group in batches([len(e["input_ids"]) for e in items], max_tokens, max_batch):
+        batch = {k: v.to(device) for k, v in collate([items[i] for i in group], pad_id).items()}
         w = None if w_all is None else w_all[group].to(device)
         blocks = per_example_grads(model, batch, method, weights=w, reduction=reduction)
         acc = torch.zeros(len(group), projector.proj_dim, device=projector.device)
