@@ -24,7 +24,6 @@ from winnow.registry import get_selector
 from winnow.signals.embeddings import example_text
 from winnow.signals.lm_scores import score_conversations
 from winnow.store import Store
-from winnow.train.pipelines import load_pipeline
 
 VICUNA_INPUT = ("A chat between a curious user and an artificial intelligence assistant. The "
                 "assistant gives helpful, detailed, and polite answers to the user's questions. "
@@ -277,7 +276,7 @@ def test_small2large_clusters_the_official_text(alpaca):
             f"Instruction: {inst} Response: {rec['output'].strip()}"
         seen.add(bool(rec["input"]))
     assert seen == {True, False}
-    params = load_pipeline("small2large").params
+    params = load_recipe("small2large").params
     assert (params["embed_text"], params["cluster_seed"], params["minibatch"]) == \
         ("small2large", 42, False)
 
@@ -289,9 +288,9 @@ def test_mods_generates_by_beam_search(lm32, alpaca):
     model_max_length (1024) new tokens, the Alpaca prompt."""
     from winnow.models.generate import generate_answers
 
-    params = load_pipeline("mods").with_params({})
+    params = load_recipe("mods").with_params({}).params
     assert (params["num_beams"], params["max_new_tokens"]) == (4, 1024)
-    small = load_pipeline("mods").with_params({"num_beams": 1, "max_new_tokens": 8})
+    small = load_recipe("mods").with_params({"num_beams": 1, "max_new_tokens": 8}).params
     assert (small["num_beams"], small["max_new_tokens"]) == (1, 8)
 
     tok, model = lm32.tokenizer, lm32.model

@@ -31,7 +31,7 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 
 def fail(message: str, code: int = 2) -> None:
     """Print an error and exit with ``code`` (2: bad input or arguments)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -154,7 +154,7 @@ def _stage(recipe: Recipe, spec: dict[str, Any], kind: str, fn, key: str, has_ta
             fail(f"{key}.keep", str(e))
     try:
         if kind == "select":
-            _select(spec)
+            _select(spec, key, fail)
         elif kind == "recipe":
             sub = load_recipe(str(spec["recipe"])).with_params(spec.get("params"))
             validate(sub, pool=pool, has_target=has_target)
@@ -171,14 +171,18 @@ def _stage(recipe: Recipe, spec: dict[str, Any], kind: str, fn, key: str, has_ta
                                       "options beside its own key")
 
 
-def _select(spec: dict[str, Any]) -> None:
+def _select(spec: dict[str, Any], key: str, fail) -> None:
     from winnow.recipes.stages import SELECT_KEYS
 
     name = spec["select"]
     if name not in SELECTORS:
-        raise ValueError(SELECTORS.unknown(name))
-    check_params(SELECTORS, name, {k: v for k, v in spec.items() if k not in SELECT_KEYS})
+        fail(f"{key}.select", SELECTORS.unknown(name))
     cls = SELECTORS.get(name)
+    params = {k: v for k, v in spec.items() if k not in SELECT_KEYS}
+    try:
+        check_params(SELECTORS, name, params)
+    except ValueError as e:
+        fail(f"{key}.{_first_unknown(cls, params)}", str(e))
     inputs = {k for k, v in (spec.get("inputs") or {}).items() if v is not None}
     declared = set(getattr(cls, "inputs", ()))
     if declared and inputs - declared:

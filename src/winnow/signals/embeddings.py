@@ -29,7 +29,6 @@ import functools
 from typing import Any
 
 import numpy as np
-import torch
 
 from winnow.data.pool import Pool, last_exchange
 from winnow.data.templates import VICUNA_SYSTEM
@@ -140,6 +139,7 @@ def pooled_hidden_states(lm, texts: list[str], *, pooling: str = "mean",
                          progress: bool = False) -> np.ndarray:
     """(len(texts), hidden) float32: the last layer's hidden states, averaged over the
     tokens ("mean", as Cherry LLM / DiverseEvol) or at the last token ("last", as DEITA)."""
+    import torch
     from tqdm.auto import tqdm
 
     tok, model = lm.tokenizer, lm.model

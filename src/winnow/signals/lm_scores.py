@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence as Seq
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,10 +48,10 @@ from winnow.data.templates import (
     encode_batch,
     get_template,
 )
-from winnow.models.causal_lm import LoadedLM, load_causal_lm, model_identity
-from winnow.models.device import dtype_name, resolve_device, resolve_dtype
-from winnow.models.token_scores import Sequence, score_sequences
 from winnow.signals.base import Columns, Signal
+
+if TYPE_CHECKING:  # the model layer (torch) loads when a signal computes, not to validate
+    from winnow.models.causal_lm import LoadedLM
 
 IFD_MODES = ("cherry", "superfilter")
 CHERRY_ALPACA_EXTRA = 4  # Cherry LLM: unconditioned text cut to max_length - prompt_len + 4
@@ -88,6 +88,8 @@ def score_rendered(lm: LoadedLM, rendered: list[Rendered], *, header: str, extra
     header, extra : the unconditioned sequence of a response is ``header + response``, cut to
         ``max_length - prompt_len + extra`` tokens; scoring starts after the header.
     """
+    from winnow.models.token_scores import Sequence, score_sequences
+
     if ifd not in IFD_MODES:
         raise ValueError(f"unknown ifd mode {ifd!r}; choose from {', '.join(IFD_MODES)}")
     tok = lm.tokenizer
@@ -206,6 +208,8 @@ def instruction_scores(lm: LoadedLM, conversations: Seq[list[dict[str, Any]]], *
     ``instruction_loss, instruction_ppl``, int32 ``instruction_tokens`` and, with
     ``embedding``, ``instruction_embedding`` (n, hidden) float32: the mean last hidden state.
     """
+    from winnow.models.token_scores import Sequence, score_sequences
+
     tpl = get_template(template)
     rendered = [tpl.render(c, lm.tokenizer) for c in conversations]
     seqs = []
@@ -229,6 +233,8 @@ def instruction_scores(lm: LoadedLM, conversations: Seq[list[dict[str, Any]]], *
 @functools.lru_cache(maxsize=2)
 def _shared_lm(model: str, revision: str | None, device: str, dtype: str) -> LoadedLM:
     """One loaded model per (model, revision, device, dtype), shared by signals."""
+    from winnow.models.causal_lm import load_causal_lm
+
     return load_causal_lm(model, device=device, dtype=dtype, revision=revision)
 
 
@@ -240,6 +246,8 @@ class _LMSignal(Signal):
     def __init__(self, model: str = "default", template: str = "alpaca", max_length: int = 512,
                  dtype: str = "auto", device: str = "auto", revision: str | None = None,
                  token_budget: int | None = None, progress: bool = True, **params: Any):
+        from winnow.models.device import dtype_name, resolve_device, resolve_dtype
+
         self.device = str(resolve_device(device))
         self.dtype = dtype_name(resolve_dtype(dtype, resolve_device(self.device)))
         self.token_budget = int(token_budget) if token_budget else None
@@ -255,6 +263,8 @@ class _LMSignal(Signal):
         return _shared_lm(p["model"], p["revision"], self.device, self.dtype)
 
     def identity(self) -> dict[str, Any]:
+        from winnow.models.causal_lm import model_identity
+
         if self._identity is None:
             p = self.params
             self._identity = model_identity(p["model"], revision=p["revision"]) \

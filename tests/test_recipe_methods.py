@@ -11,8 +11,9 @@ import pytest
 from winnow.data import load_pool
 from winnow.recipes.outputs import write_outputs
 from winnow.store import Store
-from winnow.train.pipelines import list_pipelines, load_pipeline, run_pipeline
-from winnow.train.pipelines.methods import learning_percentage
+from winnow.recipes.methods import learning_percentage
+from winnow.recipes.recipe import list_recipes, load_recipe
+from winnow.recipes.runner import run_recipe
 
 TINY_TRAIN = {"max_steps": 2, "per_device_train_batch_size": 2, "cutoff_len": 64,
               "lora_rank": 2, "lora_target": "q_proj,v_proj", "learning_rate": 1e-3}
@@ -28,15 +29,15 @@ def store(tmp_path_factory):
     return Store(tmp_path_factory.mktemp("pipeline-cache"))
 
 
-def test_pipeline_recipes_load_and_check_params():
-    names = {r.name for r in list_pipelines()}
+def test_training_recipes_load_and_check_params():
+    names = {r.name for r in list_recipes()}
     assert {"cherry", "small2large", "diverse-evol", "mods"} <= names
-    cherry = load_pipeline("cherry")
-    params = cherry.with_params({"train.max_steps": 3, "pre_budget": 5})
+    cherry = load_recipe("cherry")
+    params = cherry.with_params({"train.max_steps": 3, "pre_budget": 5}).params
     assert params["train"]["max_steps"] == 3 and params["pre_budget"] == 5
+    assert params["train"]["learning_rate"] == 2e-4  # the rest of the mapping is kept
     with pytest.raises(ValueError, match="unknown parameters"):
         cherry.with_params({"pre_budegt": 5})
-    assert load_pipeline("ifd") is None  # an ordinary recipe
 
 
 def test_learning_percentage():
@@ -53,10 +54,10 @@ def _check(result, n, budget):
 
 def test_cherry_end_to_end(alpaca, store, tmp_path):
     pool = alpaca.subset(range(24))
-    result = run_pipeline("cherry", pool, 4, store=store, params={
+    result = run_recipe("cherry", pool, 4, store=store, params={
         "n_clusters": 3, "pre_budget": 6, "max_length": 128, "train": TINY_TRAIN})
-    steps = result.stages[0]["trace"]["steps"]
-    assert steps[0]["out"] == 6 and steps[1]["steps"] == 2
+    pre = result.artifacts["pre_experienced"]
+    assert len(pre["indices"]) == 6 and pre["steps"] == 2
     ifd, cut = result.columns["ifd"], result.columns["truncated"].astype(bool)
     eligible = (ifd < 1) & ~cut  # IFD >= 1 and over-length examples are dropped first
     _check(result, 24, min(4, int(eligible.sum())))
@@ -71,7 +72,7 @@ def test_cherry_end_to_end(alpaca, store, tmp_path):
 
 def test_small2large_end_to_end(alpaca, store):
     pool = alpaca.subset(range(8))
-    result = run_pipeline("small2large", pool, 3, store=store, params={
+    result = run_recipe("small2large", pool, 3, store=store, params={
         "epochs": 2, "n_clusters": 2, "max_length": 64,
         "train": {**TINY_TRAIN, "max_steps": -1, "per_device_train_batch_size": 4}})
     _check(result, 8, 3)
@@ -83,7 +84,7 @@ def test_small2large_end_to_end(alpaca, store):
 
 def test_diverse_evol_end_to_end(alpaca, store):
     pool = alpaca.subset(range(12))
-    result = run_pipeline("diverse-evol", pool, 6, store=store, params={
+    result = run_recipe("diverse-evol", pool, 6, store=store, params={
         "init_size": 2, "step_size": 2, "max_length": 64, "train": TINY_TRAIN})
     _check(result, 12, 6)
     steps = result.stages[0]["trace"]["steps"]
@@ -95,7 +96,7 @@ def test_mods_end_to_end_with_a_score_column(alpaca, store):
     pool = alpaca.subset(range(12))
     pool.extra["score"] = [float(len(r["output"])) for r in pool.records]
     threshold = float(np.median(pool.extra["score"]))
-    result = run_pipeline("mods", pool, 4, store=store, params={
+    result = run_recipe("mods", pool, 4, store=store, params={
         "score_column": "score", "quality_threshold": threshold, "seed_size": 2,
         "necessity_threshold": 0.99, "max_new_tokens": 8, "train": TINY_TRAIN})
     _check(result, 12, 4)
@@ -161,7 +162,7 @@ def test_mods_reward_model_drops_examples(alpaca, store, tmp_path, monkeypatch):
     quality filter drops exactly the examples whose directly computed score is below the
     threshold, and the necessity step drops exactly the instructions whose seed-model answer
     scores at or above its threshold (answers captured, scored again here directly)."""
-    import winnow.evaluate.target as target_module
+    import winnow.models.generate as generate_module
     from winnow.data.pool import last_exchange
 
     lm, yes, no = _yes_no_reward_model(tmp_path / "rm")
@@ -173,21 +174,20 @@ def test_mods_reward_model_drops_examples(alpaca, store, tmp_path, monkeypatch):
     good = np.flatnonzero(quality >= t_quality)
     low = np.flatnonzero(quality < t_quality)
     answers = []
-    generate = target_module.generate_answers
+    generate = generate_module.generate_answers
 
     def capture(model, tokenizer, template, prompts, *args, **kwargs):
         got = generate(model, tokenizer, template, prompts, *args, **kwargs)
         answers.append(got)
         return got
 
-    monkeypatch.setattr(target_module, "generate_answers", capture)
+    monkeypatch.setattr(generate_module, "generate_answers", capture)
 
-    def run(necessity_threshold):  # the second run reuses the seed model's checkpoint
-        result = run_pipeline("mods", pool, len(good), store=store, params={
+    def run(necessity_threshold):
+        result = run_recipe("mods", pool, len(good), store=store, params={
             "reward_model": str(tmp_path / "rm"), "quality_threshold": t_quality,
             "seed_size": 2, "necessity_threshold": necessity_threshold,
-            "max_new_tokens": 8, "train": {**TINY_TRAIN, "save_steps": 2}},
-            work_dir=tmp_path / "work")
+            "max_new_tokens": 8, "train": {**TINY_TRAIN, "save_steps": 2}})
         rest = np.flatnonzero(np.isfinite(result.columns["necessity"]))
         necessity = _direct_scores(lm, yes, no, [pairs[i][0] for i in rest], answers[-1])
         return result, rest, necessity
@@ -209,15 +209,15 @@ def test_mods_reward_model_drops_examples(alpaca, store, tmp_path, monkeypatch):
     assert len(seed) == 2 and len(needed) >= 1 and len(answered) >= 1
     assert sorted(result.selected.tolist()) == sorted([*seed, *needed])
     for i in low:
-        assert result.fate[i].startswith("pipeline: quality ")
+        assert result.fate[i].startswith("stage 0 (mods): quality ")
     for i in answered:
-        assert result.fate[i] == "pipeline: the seed model already answers it well"
+        assert result.fate[i] == "stage 0 (mods): the seed model already answers it well"
     steps = result.stages[0]["trace"]["steps"]
     assert steps[0]["out"] == len(good) and steps[3]["out"] == len(needed)
 
 
 def test_cherry_from_the_cli(shared_data, tmp_path):
-    """`winnow select cherry` routes to the pipeline; params come from --config and --set."""
+    """`winnow select cherry` runs the recipe; params come from --config and --set."""
     import yaml
     from typer.testing import CliRunner
 

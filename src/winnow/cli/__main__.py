@@ -1,0 +1,5 @@
+"""``python -m winnow.cli``: the ``winnow`` command."""
+
+from winnow.cli import app
+
+app()
