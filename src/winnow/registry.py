@@ -2,7 +2,8 @@
 artifact kinds and dynamic selectors.
 
 Entries are lazy ``"module:attr"`` strings (nothing is imported until a name is used), in the
-spirit of lm-evaluation-harness. User-facing names take hyphens or underscores alike
+spirit of lm-evaluation-harness; a recipe may also name a class by its ``"module:attr"``
+path directly. User-facing names take hyphens or underscores alike
 (``facility-location`` = ``facility_location``); two entries whose names differ only so, or
 a second entry under a taken name, are an error. Add your own with, e.g.::
 
@@ -16,6 +17,13 @@ import difflib
 import importlib
 from collections.abc import Iterator
 from typing import Any
+
+
+def _is_path(name: str) -> bool:
+    """Whether ``name`` is a ``"package.module:attr"`` reference."""
+    module, colon, attr = name.partition(":")
+    return bool(colon and module and attr.isidentifier()
+                and all(p.isidentifier() for p in module.split(".")))
 
 
 def canonical(name: str) -> str:
@@ -47,17 +55,25 @@ class Registry:
         self._entries[key] = (name, target)
 
     def get(self, name: str) -> Any:
-        """The target registered as ``name`` (imported if lazy); KeyError naming the
-        known names if there is none."""
+        """The target registered as ``name`` (imported if lazy), or the object a
+        ``"module:attr"`` name points at; KeyError naming the known names if neither."""
         key = canonical(name)
         if key not in self._entries:
+            if _is_path(name):
+                return self._import(name, name)
             raise KeyError(self.unknown(name))
         display, target = self._entries[key]
-        if isinstance(target, str) and ":" in target and not target.endswith((".yaml", ".yml")):
-            module, _, attr = target.partition(":")
-            target = getattr(importlib.import_module(module), attr)
+        if isinstance(target, str) and _is_path(target):
+            target = self._import(display, target)
             self._entries[key] = (display, target)
         return target
+
+    def _import(self, display: str, path: str) -> Any:
+        module, _, attr = path.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise KeyError(f"{self.kind} {display!r}: cannot import {path!r} ({e})") from None
 
     def unknown(self, name: str) -> str:
         """The message for an unknown ``name``: the closest names, then all of them."""
@@ -70,7 +86,7 @@ class Registry:
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and canonical(name) in self._entries
+        return isinstance(name, str) and (canonical(name) in self._entries or _is_path(name))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
