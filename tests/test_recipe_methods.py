@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from winnow.data import load_pool
-from winnow.recipes.outputs import write_outputs
-from winnow.store import Store
 from winnow.recipes.methods import learning_percentage
+from winnow.recipes.outputs import write_outputs
 from winnow.recipes.recipe import list_recipes, load_recipe
 from winnow.recipes.runner import run_recipe
+from winnow.store import Store
 
 TINY_TRAIN = {"max_steps": 2, "per_device_train_batch_size": 2, "cutoff_len": 64,
               "lora_rank": 2, "lora_target": "q_proj,v_proj", "learning_rate": 1e-3}

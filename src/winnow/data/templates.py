@@ -111,7 +111,7 @@ class Encoded:
         return self.length > len(self.input_ids)
 
 
-def _user_parts(turn: dict[str, Any]) -> tuple[str, str]:
+def user_parts(turn: dict[str, Any]) -> tuple[str, str]:
     """(instruction, input) of a user turn; Alpaca-read turns keep both keys."""
     if "instruction" in turn:
         return str(turn["instruction"]), str(turn.get("input") or "")
@@ -122,6 +122,9 @@ class Template:
     """Base class: ``render`` a conversation, name the ``response_header``."""
 
     name: str = ""
+    # Cherry LLM's constant for this prompt: the unconditioned text of IFD is cut to
+    # max_length - prompt tokens + ``cherry_extra`` (None: the header's own token count).
+    cherry_extra: int | None = None
 
     def render(self, conversation: Conversation, tokenizer: Any = None) -> Rendered:
         raise NotImplementedError
@@ -139,7 +142,7 @@ def _render_turns(text: str, conversation: Conversation, *, header: str,
     for turn in conversation:
         role = turn["role"]
         if role == "user":
-            text += user(*_user_parts(turn))
+            text += user(*user_parts(turn))
         elif role == "tool":
             text += tool(turn["content"])
         elif role == "assistant":
@@ -151,9 +154,10 @@ def _render_turns(text: str, conversation: Conversation, *, header: str,
 
 class AlpacaTemplate(Template):
     name = "alpaca"
+    cherry_extra = 4  # data_analysis.py
 
     def render(self, conversation: Conversation, tokenizer: Any = None) -> Rendered:
-        has_input = any(t["role"] == "user" and _user_parts(t)[1] for t in conversation)
+        has_input = any(t["role"] == "user" and user_parts(t)[1] for t in conversation)
         system = [str(t["content"]) for t in conversation if t["role"] == "system"]
         text = "\n\n".join(system) if system else (
             ALPACA_PREAMBLE_INPUT if has_input else ALPACA_PREAMBLE)
@@ -169,6 +173,7 @@ class AlpacaTemplate(Template):
 
 class VicunaTemplate(Template):
     name = "vicuna"
+    cherry_extra = 6  # data_analysis_vic.py
 
     def render(self, conversation: Conversation, tokenizer: Any = None) -> Rendered:
         system = [str(t["content"]) for t in conversation if t["role"] == "system"]
@@ -197,7 +202,7 @@ class PlainTemplate(Template):
                 after_response = True
                 continue
             if turn["role"] == "user":
-                instruction, inp = _user_parts(turn)
+                instruction, inp = user_parts(turn)
                 text += instruction + "\n" + (inp + "\n" if inp else "")
             else:
                 text += str(turn["content"]) + "\n"

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from winnow.data.pool import Pool, last_exchange
-from winnow.data.templates import VICUNA_SYSTEM
+from winnow.data.templates import VICUNA_SYSTEM, user_parts
 from winnow.signals.base import Columns, Signal
 
 TEXTS = ("instruction", "response", "instruction_response", "conversation", "turns", "deita",
@@ -55,9 +55,9 @@ def _deita_text(conversation: list[dict[str, str]]) -> str:
 def _small2large_text(conversation: list[dict[str, str]]) -> str:
     instruction, response = last_exchange(conversation)
     last = max((k for k, t in enumerate(conversation) if t["role"] == "assistant"), default=0)
-    user = next((t for t in reversed(conversation[:last]) if t["role"] == "user"), {})
-    if "instruction" in user:  # an Alpaca record: instruction and input apart
-        instruction = f"{str(user['instruction']).strip()} {str(user.get('input') or '').strip()}"
+    user = next((t for t in reversed(conversation[:last]) if t["role"] == "user"), None)
+    if user is not None:  # an Alpaca record keeps instruction and input apart
+        instruction = " ".join(part.strip() for part in user_parts(user))
     return f"Instruction: {instruction.strip()} Response: {response.strip()}"
 
 

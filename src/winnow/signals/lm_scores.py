@@ -44,7 +44,6 @@ from winnow.data.templates import (
     AlpacaTemplate,
     Rendered,
     Template,
-    VicunaTemplate,
     encode_batch,
     get_template,
 )
@@ -54,8 +53,6 @@ if TYPE_CHECKING:  # the model layer (torch) loads when a signal computes, not t
     from winnow.models.causal_lm import LoadedLM
 
 IFD_MODES = ("cherry", "superfilter")
-CHERRY_ALPACA_EXTRA = 4  # Cherry LLM: unconditioned text cut to max_length - prompt_len + 4
-CHERRY_VICUNA_EXTRA = 6  # ... and + 6 under the Vicuna prompt (data_analysis_vic.py)
 
 LM_COLUMNS = ("loss", "ppl", "loss_alone", "ppl_alone", "ifd", "entropy", "least_confidence",
               "mean_margin", "min_margin", "response_tokens", "prompt_tokens", "truncated")
@@ -69,10 +66,8 @@ def _alone_rule(lm: LoadedLM, template: Template, ifd: str) -> tuple[str, int]:
     if ifd != "cherry":
         raise ValueError(f"unknown ifd mode {ifd!r}; choose from {', '.join(IFD_MODES)}")
     header = template.response_header(lm.tokenizer)
-    if isinstance(template, AlpacaTemplate):
-        return header, CHERRY_ALPACA_EXTRA
-    if isinstance(template, VicunaTemplate):
-        return header, CHERRY_VICUNA_EXTRA
+    if template.cherry_extra is not None:
+        return header, template.cherry_extra
     return header, len(lm.tokenizer(header)["input_ids"])
 
 
@@ -179,7 +174,7 @@ def score_conversations(lm: LoadedLM, conversations: Seq[list[dict[str, Any]]], 
 
 def score_texts(lm: LoadedLM, prompts: Seq[str], responses: Seq[str], *, max_length: int = 512,
                 ifd: str = "cherry", response_header: str = "### Response:",
-                extra: int = CHERRY_ALPACA_EXTRA, token_budget: int | None = None,
+                extra: int = AlpacaTemplate.cherry_extra, token_budget: int | None = None,
                 progress: bool = False) -> Columns:
     """The ``lm_scores`` columns for already formatted prompts and their responses.
 
