@@ -120,6 +120,7 @@ SELECTORS = Registry("selector", {
     "cluster-ucb": "winnow.selectors.cluster_ucb:ClusterUCB",
     "tsds": "winnow.selectors.tsds:TSDS",
     "near": "winnow.selectors.tsds:NEAR",
+    "lift-variety": "winnow.selectors.lift:LiftVariety",
 })
 
 STAGES = Registry("stage kind", {

@@ -1,7 +1,7 @@
 """DEITA's representation filter (Liu et al., ICLR 2024; hkust-nlp/deita).
 
-Sort by score (complexity × quality), walk the list and keep an example only if its
-cosine similarity to every example kept so far is at most τ; stop at the budget.
+Sort by score (Σ over turns of complexity × quality), walk the list and keep an example
+only if its cosine similarity to every example kept so far is at most τ; stop at the budget.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ class DeitaFilter(Selector):
         skipped (DEITA's default 0.9).
     chunk : candidates compared at once (the result does not depend on it).
 
-    ``select(budget, X=(n, d), scores=(n,) optional, complexity=(n,), quality=(n,))``:
-    the walk order is by ``scores`` or by complexity × quality (each optional), highest
-    first, ties by index; with none of them, pool order. Trace: threshold, how many
-    were examined and skipped.
+    ``select(budget, X=(n, d), scores=, complexity=, quality=)``, each score optional and
+    either (n,) or per turn: (n, T) or n sequences of per-turn values. The walk order is by
+    :func:`deita_score` (Σ over turns of the product of the given scores, as DEITA's
+    ``Combined_Filter``), highest first, NaN last, ties by index; with no score, pool
+    order. Trace: threshold, how many were examined and skipped.
     """
 
     name = "deita"
@@ -38,10 +39,7 @@ class DeitaFilter(Selector):
                complexity: np.ndarray | None = None, quality: np.ndarray | None = None
                ) -> Selection:
         n = len(X)
-        s = np.ones(n)
-        for part in (scores, complexity, quality):
-            if part is not None:
-                s = s * np.asarray(part, dtype=np.float64)
+        s = deita_score(n, scores, complexity, quality)
         order = np.argsort(np.where(np.isnan(s), np.inf, -s), kind="stable")
         Xn = normalize_rows(X)
         kept: list[int] = []
@@ -69,3 +67,33 @@ class DeitaFilter(Selector):
         return Selection(idx, s[idx], {"method": "deita", "threshold": self.threshold,
                                        "examined": examined,
                                        "skipped": examined - len(kept)})
+
+
+def _per_turn(part, n: int) -> list[np.ndarray]:
+    """Per example, its values as a 1-D float array (one value per turn)."""
+    if isinstance(part, np.ndarray) and part.dtype != object:
+        rows = part.reshape(n, -1).astype(np.float64)
+        return list(rows)
+    return [np.atleast_1d(np.asarray(v if v is not None else np.nan, dtype=np.float64))
+            for v in part]
+
+
+def deita_score(n: int, *parts) -> np.ndarray:
+    """(n,) Σ over turns of the product of the given per-example scores (None parts are
+    left out; a scalar part multiplies every turn); ones when none is given. An example
+    whose parts disagree on the number of turns gets NaN."""
+    given = [_per_turn(p, n) for p in parts if p is not None]
+    if not given:
+        return np.ones(n)
+    out = np.empty(n)
+    for i in range(n):
+        rows = [g[i] for g in given]
+        turns = {len(r) for r in rows} - {1}
+        if len(turns) > 1:
+            out[i] = np.nan
+            continue
+        prod = np.ones(turns.pop() if turns else 1)
+        for r in rows:
+            prod = prod * r
+        out[i] = prod.sum()
+    return out
