@@ -125,6 +125,7 @@ SELECTORS = Registry("selector", {
 
 STAGES = Registry("stage kind", {
     "filter": "winnow.recipes.stages:filter_stage",
+    "assign": "winnow.recipes.stages:assign_stage",
     "top": "winnow.recipes.stages:top_stage",
     "bottom": "winnow.recipes.stages:bottom_stage",
     "rank": "winnow.recipes.stages:rank_stage",

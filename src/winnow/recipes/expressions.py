@@ -1,7 +1,10 @@
 """Safe evaluation of filter expressions over columns, e.g. ``ifd < 1 and response_tokens >= 8``.
 
 Only names, numbers, booleans, comparisons, ``and``/``or``/``not``, arithmetic and a few
-numpy functions are allowed; nothing else is evaluated.
+numpy functions are allowed; nothing else is evaluated. ``minimum``/``maximum`` are
+element-wise and ignore a NaN side, ``percentile(x, q)`` is the q-th percentile of the
+values of ``x`` at hand (the stage's candidates; NaN left out) and ``fillnan(x, v)`` puts
+``v`` where ``x`` is NaN.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 _COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
             ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
 _FUNCTIONS = {"abs": np.abs, "log": np.log, "exp": np.exp, "isnan": np.isnan,
-              "isfinite": np.isfinite, "sqrt": np.sqrt}
+              "isfinite": np.isfinite, "sqrt": np.sqrt, "minimum": np.fmin,
+              "maximum": np.fmax, "percentile": np.nanpercentile,
+              "fillnan": lambda x, value: np.where(np.isnan(x), value, x)}
 
 
 def column_names(expression: str) -> set[str]:

@@ -3,6 +3,7 @@
 A stage is a one-key-led dict in a recipe, e.g. ``{"filter": "ifd < 1"}``,
 ``{"top": "ifd", "keep": "20%"}``, ``{"band": {"by": "ppl", "low": 0.25, "high": 0.75}}``,
 ``{"random": {}}``, ``{"select": "kcenter", "inputs": {"X": "embedding"}}``,
+``{"assign": {"total": "0.9 * judge + 0.1 * length_score"}}``,
 ``{"recipe": "cherry", "params": {...}}``. ``keep`` is a count or a fraction *of the pool*
 (as the papers state them); the last stage keeps the run's budget unless it says otherwise.
 Stage kinds are found by name in :data:`winnow.registry.STAGES`; a kind is a function
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from winnow.recipes.context import TARGET_PREFIX, RunContext, scatter
-from winnow.recipes.expressions import evaluate, evaluate_numeric
+from winnow.recipes.expressions import column_names, evaluate, evaluate_numeric
 from winnow.registry import SELECTORS, STAGES, accepted_params, get_selector
 from winnow.selectors.base import Selector
 from winnow.selectors.ranking import BottomK, QuantileBand, RandomSample, TopK
@@ -92,6 +93,31 @@ def filter_stage(ctx: RunContext, spec, candidates, keep):
     return StageResult(candidates[mask], trace={"expression": spec["filter"],
                                                 "passed": int(mask.sum())},
                        reason=Reason("filtered", {"expression": spec["filter"]}))
+
+
+@stage_kind(chooses=False, options=())
+def assign_stage(ctx: RunContext, spec, candidates, keep):
+    """Add columns computed from expressions over the candidates' columns (``assign: {name:
+    expression}``, in order: an expression may read a column assigned before it); every
+    candidate stays. Rows outside the candidates are NaN."""
+    n, out = len(ctx.pool), {}
+    for name, expression in spec["assign"].items():
+        values = _scores(ctx, str(expression), candidates)
+        out[name] = ctx.columns[name] = scatter(n, candidates, np.broadcast_to(
+            values, (len(candidates),)))
+    return StageResult(candidates, trace={"assigned": list(out)}, columns=out)
+
+
+def _check_assign(spec) -> None:
+    arg = spec["assign"]
+    if not isinstance(arg, dict) or not arg:
+        raise ValueError("assign takes a mapping of new column names to expressions")
+    for expression in arg.values():
+        column_names(str(expression))
+
+
+assign_stage.adds = lambda spec: tuple(spec["assign"])
+assign_stage.check = _check_assign
 
 
 def _scores(ctx: RunContext, by: str, candidates: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ def validate(recipe: Recipe, *, pool: Pool | None = None, has_target: bool = Fal
                 elif col not in columns:
                     fail(key, f"no signal, earlier stage or pool field gives column {col!r}; "
                               f"available: {', '.join(sorted(columns)) or 'none'}")
-            columns |= set(getattr(fn, "columns", ()))
+            columns |= set(getattr(fn, "columns", ())) | set(getattr(fn, "adds", tuple)(spec))
         if k == len(recipe.stages) - 1 and not fn.chooses:
             fail(key, f"the last stage ({kind}) must choose; end with one of "
                       f"{', '.join(n for n in STAGES.names() if STAGES.get(n).chooses)}")
@@ -198,6 +198,12 @@ def _reads(spec: dict[str, Any], kind: str) -> set[str]:
     arg = spec[kind]
     if kind in ("filter", "top", "bottom", "rank"):
         return column_names(str(arg))
+    if kind == "assign":
+        reads: set[str] = set()
+        names = list(arg)
+        for k, expression in enumerate(arg.values()):
+            reads |= column_names(str(expression)) - set(names[:k])
+        return reads
     if kind == "band":
         return column_names(str(arg["by"]))
     if kind == "select":
