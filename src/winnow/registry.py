@@ -97,6 +97,7 @@ SIGNALS = Registry("signal", {
     "instruction_ppl": "winnow.signals.lm_scores:InstructionPPL",
     "embedding": "winnow.signals.embeddings:Embedding",
     "lm_embedding": "winnow.signals.embeddings:LMEmbedding",
+    "text_length": "winnow.signals.text_length:TextLength",
     "gradient_features": "winnow.signals.gradients:GradientFeatures",
     "policy_gradient_features": "winnow.signals.gradients:PolicyGradientFeatures",
     "less": "winnow.signals.gradients:LessInfluence",

@@ -20,7 +20,10 @@ Text per example (``text``):
   as text (other tokenizers read it as plain characters);
 - "small2large": Small2Large's clustering text (``clustering.py``),
   ``Instruction: {instruction} {input} Response: {response}``, each part stripped, of the
-  last exchange.
+  last exchange;
+- "lift": LIFT's embedding text (``variety_compress/generate_embeddings.py``),
+  ``<INST> {instruction} Input: {input} </INST> {output}``, or ``<INST> {instruction}
+  </INST> {output}`` when the input is empty, of the last exchange.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from winnow.data.templates import VICUNA_SYSTEM, user_parts
 from winnow.signals.base import Columns, Signal
 
 TEXTS = ("instruction", "response", "instruction_response", "conversation", "turns", "deita",
-         "small2large")
+         "small2large", "lift")
 POOLINGS = ("mean", "last")
 
 
@@ -52,13 +55,28 @@ def _deita_text(conversation: list[dict[str, str]]) -> str:
     return text
 
 
-def _small2large_text(conversation: list[dict[str, str]]) -> str:
+def _last_parts(conversation: list[dict[str, str]]) -> tuple[str, str, str]:
+    """(instruction, input, response) of the last exchange; an Alpaca record keeps
+    instruction and input apart, other user turns are all instruction."""
     instruction, response = last_exchange(conversation)
     last = max((k for k, t in enumerate(conversation) if t["role"] == "assistant"), default=0)
     user = next((t for t in reversed(conversation[:last]) if t["role"] == "user"), None)
-    if user is not None:  # an Alpaca record keeps instruction and input apart
-        instruction = " ".join(part.strip() for part in user_parts(user))
+    if user is None:
+        return instruction, "", response
+    return (*user_parts(user), response)
+
+
+def _small2large_text(conversation: list[dict[str, str]]) -> str:
+    instruction, input_, response = _last_parts(conversation)
+    instruction = f"{instruction.strip()} {input_.strip()}" if input_ else instruction
     return f"Instruction: {instruction.strip()} Response: {response.strip()}"
+
+
+def _lift_text(conversation: list[dict[str, str]]) -> str:
+    instruction, input_, response = _last_parts(conversation)
+    if input_:
+        return f"<INST> {instruction} Input: {input_} </INST> {response}"
+    return f"<INST> {instruction} </INST> {response}"
 
 
 def example_text(conversation: list[dict[str, str]], text: str) -> str:
@@ -71,6 +89,8 @@ def example_text(conversation: list[dict[str, str]], text: str) -> str:
         return _deita_text(conversation)
     if text == "small2large":
         return _small2large_text(conversation)
+    if text == "lift":
+        return _lift_text(conversation)
     instruction, response = last_exchange(conversation)
     if text == "instruction":
         return instruction
