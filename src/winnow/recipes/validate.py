@@ -194,7 +194,7 @@ def _select(spec: dict[str, Any], key: str, fail) -> None:
 
 
 def _reads(spec: dict[str, Any], kind: str) -> set[str]:
-    """Columns a stage reads."""
+    """Columns a stage reads (other kinds say so by a ``reads(spec)`` of their own)."""
     arg = spec[kind]
     if kind in ("filter", "top", "bottom", "rank"):
         return column_names(str(arg))
@@ -216,4 +216,4 @@ def _reads(spec: dict[str, Any], kind: str) -> set[str]:
         if arg == "semantic":
             out.add(spec.get("embedding", "embedding"))
         return out
-    return set()
+    return set(getattr(STAGES.get(kind), "reads", lambda _: ())(spec))
