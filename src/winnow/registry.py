@@ -102,6 +102,7 @@ SIGNALS = Registry("signal", {
     "policy_gradient_features": "winnow.signals.gradients:PolicyGradientFeatures",
     "less": "winnow.signals.gradients:LessInfluence",
     "nice": "winnow.signals.gradients:NiceInfluence",
+    "judge": "winnow.signals.judge:Judge",
 })
 
 SELECTORS = Registry("selector", {

@@ -82,6 +82,17 @@ def select_cmd(
     cache_dir: CacheOpt = None,
     executor: ExecutorOpt = "local",
     workers: WorkersOpt = 2,
+    judge_url: Annotated[str | None, typer.Option(
+        "--judge-url", help="OpenAI-compatible endpoint (http://host:port/v1) for every "
+        "judge signal (default: the built-in llama.cpp server).")] = None,
+    judge_model: Annotated[str | None, typer.Option(
+        "--judge-model", help="Model name sent to --judge-url (default: its first listed "
+        "model).")] = None,
+    judge_key_env: Annotated[str | None, typer.Option(
+        "--judge-key-env", help="Name of the environment variable holding the judge's API "
+        "key (default: WINNOW_API_KEY).")] = None,
+    judge_slots: Annotated[int | None, typer.Option(
+        "--judge-slots", min=1, help="Parallel slots of the built-in judge server.")] = None,
 ) -> None:
     """Select a subset of a pool with a method; write subset, scores and manifest."""
     from winnow.recipes.outputs import write_outputs
@@ -107,12 +118,14 @@ def select_cmd(
             if "model" not in recipe.params:
                 fail(f"method {recipe.name} takes no --model")
             params["model"] = model or cfg.get("model")
+        recipe = _judge_options(recipe.with_params(params), url=judge_url, model=judge_model,
+                                api_key_env=judge_key_env, slots=judge_slots)
         pool = load(data, format or cfg.get("format"), dataset or cfg.get("dataset"),
                     on_error if on_error != "raise" else cfg.get("on_error", "raise"),
                     columns or cfg.get("columns"))
         target_path = target or cfg.get("target")
         target_pool = load(target_path, None, None, "raise") if target_path else None
-        common = {"params": params, "store": Store(cache_dir) if cache_dir else None,
+        common = {"store": Store(cache_dir) if cache_dir else None,
                   "seed": seed if seed is not None else cfg.get("seed", 0),
                   "target": target_pool}
         result = run_recipe(recipe, pool, budget, **common,
@@ -128,6 +141,30 @@ def select_cmd(
     except (KeyError, ValueError) as e:
         fail(e.args[0] if e.args else str(e))
     _summary(result, out_path, scores, manifest)
+
+
+def _judge_options(recipe, **options: Any):
+    """``recipe`` with the given judge options set on each of its judge signals that asks a
+    server (``backend: server``)."""
+    from dataclasses import replace
+
+    from winnow.registry import canonical
+
+    options = {k: v for k, v in options.items() if v is not None}
+    if not options:
+        return recipe
+    signals, found = {}, False
+    for instance, spec in recipe.signals.items():
+        if (canonical(spec.get("signal", instance)) == "judge"
+                and spec.get("backend", "server") == "server"):
+            spec, found = {**spec, **options}, True
+        signals[instance] = spec
+    if not found:
+        names = {"url": "--judge-url", "model": "--judge-model",
+                 "api_key_env": "--judge-key-env", "slots": "--judge-slots"}
+        flags = ", ".join(names[k] for k in options)
+        fail(f"method {recipe.name} asks no judge server; {flags} do not apply")
+    return replace(recipe, signals=signals)
 
 
 def _summary(result, out_path, scores, manifest) -> None:

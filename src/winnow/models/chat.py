@@ -60,6 +60,8 @@ class Result:
         ``top_logprobs`` (a list of ``{"token", "logprob"}``) and what else the server sent
         (``id``, ``bytes``).
     cached : the reply was read from the cache.
+    usage : the reply's token counts as the server sent them (``prompt_tokens``,
+        ``completion_tokens`` ...); None when it sent none.
     """
 
     value: Any = None
@@ -67,6 +69,7 @@ class Result:
     reason: str | None = None
     logprobs: list[dict[str, Any]] | None = None
     cached: bool = False
+    usage: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -259,10 +262,12 @@ def _result(reply: dict | None, reason: str | None, cached: bool, endpoint: str,
     if reply is None:
         return Result(reason=reason)
     text, logprobs = _text(reply, endpoint), _logprobs(reply)
+    usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else None
     if parse is None:
-        return Result(text, text, None, logprobs, cached)
+        return Result(text, text, None, logprobs, cached, usage)
     try:
         value = parse(text)
     except Exception as e:  # a parse hook's failure is the reply's, not the batch's
-        return Result(None, text, f"unparseable ({type(e).__name__}: {e})", logprobs, cached)
-    return Result(value, text, "unparseable" if value is None else None, logprobs, cached)
+        return Result(None, text, f"unparseable ({type(e).__name__}: {e})", logprobs, cached,
+                      usage)
+    return Result(value, text, "unparseable" if value is None else None, logprobs, cached, usage)

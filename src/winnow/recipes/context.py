@@ -65,6 +65,7 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
     signal_keys: dict[str, str] = field(default_factory=dict)
     effective: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signal_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     _done: set[str] = field(default_factory=set)
     built: dict[str, Any] = field(default_factory=dict)
 
@@ -169,6 +170,8 @@ class RunContext:
             cols = signal(self.pool, self.store, run_shards=self.run_shards)
             key = signal.key(self.pool)
         self.timings[f"signal:{instance}"] = time.perf_counter() - start
+        if hasattr(signal, "stats"):  # counts a signal reports (a judge's calls and tokens)
+            self.signal_stats[instance] = signal.stats()
         self.signal_keys[instance] = key
         for col, arr in cols.items():
             self.columns[f"{prefix}_{col}" if prefix else col] = arr

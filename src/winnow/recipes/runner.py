@@ -32,6 +32,7 @@ class RunResult:
     stages : per stage: kind, spec, description, counts in/out, seconds, trace.
     effective : the effective parameters (defaults included) of every signal instance and
         selector the run used.
+    signal_stats : counts a signal instance reported (a judge's calls, cache hits, tokens).
     """
 
     recipe: Recipe
@@ -47,6 +48,7 @@ class RunResult:
     signal_keys: dict[str, str] = field(default_factory=dict)
     effective: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
+    signal_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def scalar_columns(self) -> dict[str, np.ndarray]:
         """Computed per-example columns that are one number per example."""
@@ -126,4 +128,4 @@ def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float, *,
                      selected_scores=scores, columns=ctx.columns, left_stage=left,
                      reasons=reasons, stages=stage_log, timings=ctx.timings,
                      signal_keys=ctx.signal_keys, effective=ctx.effective,
-                     artifacts=dict(ctx.built))
+                     artifacts=dict(ctx.built), signal_stats=ctx.signal_stats)
