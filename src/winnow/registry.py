@@ -123,6 +123,8 @@ SELECTORS = Registry("selector", {
     "tsds": "winnow.selectors.tsds:TSDS",
     "near": "winnow.selectors.tsds:NEAR",
     "lift-variety": "winnow.selectors.lift:LiftVariety",
+    "instag": "winnow.selectors.instag:InsTagSampler",
+    "mig": "winnow.selectors.mig:MIG",
 })
 
 STAGES = Registry("stage kind", {
@@ -139,6 +141,8 @@ STAGES = Registry("stage kind", {
     "small2large": "winnow.recipes.methods:small2large_stage",
     "diverse-evol": "winnow.recipes.methods:diverse_evol_stage",
     "mods": "winnow.recipes.methods:mods_stage",
+    "instag-tags": "winnow.recipes.tagging:instag_tags_stage",
+    "mig": "winnow.recipes.tagging:mig_stage",
 })
 
 ARTIFACTS = Registry("artifact kind", {

@@ -126,12 +126,13 @@ def _mig(ctx: RunContext, candidates: np.ndarray, keep, *, tags: str = "tags",
          embedder: str = "default", valid_tags: str | None = None, phi: str = "pow",
          phi_a: float = 1e-6, phi_b: float = 0.8, phi_alpha: float = 1.0) -> StageResult:
     """MIG over the candidates: labels from the ``tags`` column (kept to the JSON list
-    ``valid_tags`` if given), score from the ``score`` column or the mean over turns of
-    ``complexity`` × ``quality`` (ones when none is given)."""
+    ``valid_tags`` if given); score from the ``score`` column if given, else the mean over
+    turns of ``complexity`` × ``quality`` (either may be None; ones when both are)."""
     def col(name):
         return None if name is None else np.asarray(ctx.column(name))[candidates]
 
-    values = turn_mean(len(candidates), col(score), col(complexity), col(quality))
+    parts = (score,) if score else (complexity, quality)
+    values = turn_mean(len(candidates), *(col(c) for c in parts))
     scored = np.flatnonzero(~np.isnan(values))
     rows = candidates[scored]
     labels = _valid(as_lists(col(tags)[scored]), valid_tags)
@@ -149,8 +150,7 @@ def _mig(ctx: RunContext, candidates: np.ndarray, keep, *, tags: str = "tags",
     if not vocab:
         trace["note"] = "no example has a label: every gain is 0 and the picks follow pool order"
         log.warning("mig: %s", trace["note"])
-    unscored = {int(i): Reason("unscored", {"columns": [c for c in (score, complexity, quality)
-                                                        if c]})
+    unscored = {int(i): Reason("unscored", {"columns": [c for c in parts if c]})
                 for i in np.setdiff1d(candidates, rows)}
     return StageResult(rows[sel.indices], sel.scores, trace=trace,
                        reason=Reason("not-chosen", {"selector": "mig"}), reasons=unscored,
@@ -159,5 +159,5 @@ def _mig(ctx: RunContext, candidates: np.ndarray, keep, *, tags: str = "tags",
 
 mig_stage = _with_params(
     "mig", _mig, chooses=True, columns=("mig_score",),
-    reads=lambda p: {p.get("tags", "tags"), p.get("complexity"), p.get("quality"),
-                     p.get("score")})
+    reads=lambda p: {p.get("tags", "tags"), *([p["score"]] if p.get("score") else
+                                              [p.get("complexity"), p.get("quality")])})
