@@ -6,6 +6,8 @@ A **prompt file** (YAML; shipped ones live in ``winnow/signals/prompts/<name>.ya
   ``{response}`` and ``{query}`` (the user turn: instruction and input) filled from the
   example's last (user, assistant) exchange, or from each one with ``per_turn``. Other braces
   are left as they are (JSON examples need no escaping).
+- ``template_no_input``: the text sent instead when the exchange's input is empty (methods
+  whose official prompt drops the Input block then, e.g. LIFT).
 - ``endpoint``: ``chat`` (the template is the user message; ``system`` the system message) or
   ``completion`` (the template is raw text, no chat template, no system message).
 - ``parse``: a parser of :mod:`winnow.signals.judge_parsers`; ``parse_options``: its options
@@ -70,8 +72,8 @@ from winnow.store import Store
 
 log = logging.getLogger(__name__)
 
-PROMPT_KEYS = {"system", "template", "endpoint", "parse", "parse_options", "temperature",
-               "max_tokens", "source", "notes"}
+PROMPT_KEYS = {"system", "template", "template_no_input", "endpoint", "parse",
+               "parse_options", "temperature", "max_tokens", "source", "notes"}
 FIELDS = ("instruction", "input", "response", "query")
 REDUCE = ("sum", "mean", "first")
 BACKENDS = ("server", "transformers")
@@ -95,15 +97,20 @@ class Prompt:
     max_tokens: int = 256
     source: str = ""
     notes: str = ""
+    template_no_input: str | None = None
 
     def content_key(self) -> str:
-        """sha256 of what is sent (system, template, endpoint, sampling)."""
-        blob = json.dumps([self.system, self.template, self.endpoint, self.temperature,
-                           self.max_tokens], ensure_ascii=False).encode()
+        """sha256 of what is sent (system, templates, endpoint, sampling)."""
+        sent = [self.system, self.template, self.endpoint, self.temperature, self.max_tokens]
+        if self.template_no_input is not None:
+            sent.append(self.template_no_input)
+        blob = json.dumps(sent, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def fill(self, fields: dict[str, str]) -> str:
         out = self.template
+        if self.template_no_input is not None and not fields["input"]:
+            out = self.template_no_input
         for name in FIELDS:
             out = out.replace("{" + name + "}", fields[name])
         return out
@@ -134,6 +141,8 @@ def load_prompt(prompt: str | Path) -> Prompt:
         raise ValueError(f"judge prompt {path}: not valid YAML ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("template"), str):
         raise ValueError(f"judge prompt {path}: a mapping with a 'template' text is required")
+    if not isinstance(doc.get("template_no_input", ""), str):
+        raise ValueError(f"judge prompt {path}: template_no_input is a text")
     unknown = sorted(set(doc) - PROMPT_KEYS)
     if unknown:
         raise ValueError(f"judge prompt {path}: unknown keys {unknown}; "
@@ -152,7 +161,8 @@ def load_prompt(prompt: str | Path) -> Prompt:
                   parse_options=doc.get("parse_options"),
                   temperature=float(doc.get("temperature", 0.0)),
                   max_tokens=int(doc.get("max_tokens", 256)),
-                  source=str(doc.get("source") or ""), notes=str(doc.get("notes") or ""))
+                  source=str(doc.get("source") or ""), notes=str(doc.get("notes") or ""),
+                  template_no_input=doc.get("template_no_input"))
 
 
 def exchanges(conversation: list[dict[str, Any]]) -> list[tuple[dict[str, Any] | None, str]]:

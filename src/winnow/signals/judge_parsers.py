@@ -20,6 +20,15 @@ Built-in parsers (``PARSERS``):
   the reply's first word.
 - ``json-tags``: InsTag: the ``tag`` of each object of the JSON list in the reply (the first
   ``[`` to the last ``]``), else every ``"tag": "..."`` the reply contains; a list of strings.
+- ``first-line-integer``: LIFT (``quality_curation/generate_gpt_score.py``): the first run
+  of digits on the first line, as an integer (the official 0 for none is left to the recipe).
+- ``overall-answer``: WaveCoder's discriminator (``llm_gen_dis/main.py``, ``extract_answer``):
+  the block from ``- step 1:`` to the end of the ``- reasons:`` line, its ``- Overall answer:``
+  line lower-cased and stripped; 1.0 when it holds no "no" (the official keep rule, a
+  substring test), else 0.0. No such block or line is unparseable.
+- ``json-tree-size``: Tree-Instruct (approximation): the number of nodes of the JSON tree in
+  the reply (the first ``{`` to the last ``}``): every object with a ``node`` key, at any
+  depth.
 - ``digits-expectation``: DEITA (hkust-nlp/deita, ``selection/scorer``): at the first
   generated position keep the tokens that are exactly one of ``digits`` ("1".."6"), softmax
   over their log-probabilities, score = Σ k·p_k. A digit missing from the top
@@ -149,6 +158,53 @@ class JsonTags(Parser):
         raise ParseError('no JSON list of {"tag": ...} objects and no "tag": "..." in the reply')
 
 
+class FirstLineInteger(Parser):
+    name = "first-line-integer"
+
+    def __call__(self, text: str, logprobs: Logprobs = None) -> Parsed:
+        m = re.search(r"\d+", text.split("\n")[0])
+        if not m:
+            raise ParseError("no digits on the first line")
+        return Parsed(float(int(m.group())))
+
+
+class OverallAnswer(Parser):
+    name = "overall-answer"
+
+    def __call__(self, text: str, logprobs: Logprobs = None) -> Parsed:
+        block = re.search(r"(- step 1:.*?- reasons:.*?)\n", text + "\n", flags=re.DOTALL)
+        if not block:
+            raise ParseError("no '- step 1: ... - reasons:' block")
+        overall = re.search(r"-\s*Overall answer:\s*(.*?)\n", block.group(1))
+        if not overall:
+            raise ParseError("no '- Overall answer:' line before '- reasons:'")
+        return Parsed(0.0 if "no" in overall.group(1).lower().strip() else 1.0)
+
+
+class JsonTreeSize(Parser):
+    name = "json-tree-size"
+
+    def __call__(self, text: str, logprobs: Logprobs = None) -> Parsed:
+        start, stop = text.find("{"), text.rfind("}")
+        try:
+            tree = json.loads(text[start:stop + 1]) if 0 <= start < stop else None
+        except ValueError:
+            raise ParseError("the reply's {...} is not valid JSON") from None
+        size = _nodes(tree)
+        if not size:
+            raise ParseError('no JSON object with a "node" key in the reply')
+        return Parsed(float(size))
+
+
+def _nodes(obj: Any) -> int:
+    """Objects with a ``node`` key inside ``obj``, at any depth."""
+    if isinstance(obj, dict):
+        return ("node" in obj) + sum(_nodes(v) for v in obj.values())
+    if isinstance(obj, list):
+        return sum(_nodes(v) for v in obj)
+    return 0
+
+
 class DigitsExpectation(Parser):
     name = "digits-expectation"
     has_fallback = True
@@ -189,7 +245,8 @@ class DigitsExpectation(Parser):
 
 
 PARSERS: dict[str, type[Parser]] = {
-    p.name: p for p in (FirstNumber, LastScore, YesNo, JsonTags, DigitsExpectation)}
+    p.name: p for p in (FirstNumber, LastScore, YesNo, JsonTags, FirstLineInteger,
+                        OverallAnswer, JsonTreeSize, DigitsExpectation)}
 
 
 def make_parser(name: str, **options: Any) -> Parser:
