@@ -197,7 +197,7 @@ def test_select_superfilter_d(short_alpaca, session_cache, tmp_path):
 
 
 def test_select_deita(short_alpaca, session_cache, tmp_path):
-    """deita with a score field: the walk goes down the score and skips an example whose
+    """deita-columns with a score field: the walk goes down the score and skips an example whose
     embedding (SmolLM2's last hidden state) is within the cosine threshold of a kept one:
     a verbatim copy of the best-scored record is skipped, the next ones are kept."""
     path, records = short_alpaca
@@ -208,9 +208,10 @@ def test_select_deita(short_alpaca, session_cache, tmp_path):
     out = tmp_path / "deita.json"
     # threshold 0.999: SmolLM2's last-token states of different texts are within cosine
     # 0.99 of each other; a copy is at 1
-    invoke("select", "deita", "--data", data, "--budget", "5", "--out", out, "--set",
-           "score=score", "--set", "threshold=0.999", "--cache-dir", session_cache)
-    rows = check_run(out, scored, 5, "deita")
+    invoke("select", "deita-columns", "--data", data, "--budget", "5", "--out", out, "--set",
+           "score=score", "--set", "complexity=null", "--set", "quality=null", "--set",
+           "threshold=0.999", "--cache-dir", session_cache)
+    rows = check_run(out, scored, 5, "deita-columns")
     assert [k for k, r in enumerate(rows) if r["selected"]] == [0, 2, 3, 4, 5]
     trace = json.loads(out.with_suffix(".manifest.json").read_text())["stages"][-1]["trace"]
     assert trace["examined"] == 6 and trace["skipped"] == 1
