@@ -63,7 +63,10 @@ class JudgeServer:
     gguf : path of the GGUF file; None: the built-in SmolLM2-135M-Instruct.
     slots : requests decoded in parallel (llama.cpp ``--parallel``); send at least as many
         at once to use them.
-    threads : CPU threads for generation and prompt processing (None: llama.cpp's default).
+    threads : CPU threads for generation and prompt processing (None: llama.cpp's default,
+        the physical cores). llama.cpp's threads wait on each other by spinning: on a
+        machine whose cores are busy with other work, fewer threads are faster (on a loaded
+        2-core machine, 1 thread ran 8 short requests in 2.8 s, 2 threads in 20 s).
     ctx_size : context length of each slot, in tokens (the server holds ``slots × ctx_size``).
     port : 0 picks a free port. verbosity : llama.cpp's log level (0: quiet).
     """

@@ -39,11 +39,13 @@ a causal LM (``model``: HF id or path, default the built-in SmolLM2; ``dtype``),
 
 **Caching**: the columns are cached per shard by the Store; every reply is also cached as it
 arrives under ``<store root>/judge-replies/``, so a run killed mid-shard asks again only for
-what has no reply. The cache key holds the prompt's content, the parser and its options, the
-column layout and the judge's identity (the GGUF's sha256, the endpoint's model name, or the
-transformers model's identity and dtype); ``url``, ``api_key_env``, ``slots``, ``threads``,
-``ctx_size``, ``concurrency`` and ``batch_size`` only decide how the work runs. Shards run in
-this process whatever the executor: the parallelism is the judge's.
+what has no reply. Columns with requests that got no reply (after the client's retries) are
+returned but not kept, so that a rerun asks for those again. The cache key holds the prompt's
+content, the parser and its options, the column layout and the judge's identity (the GGUF's
+sha256, the endpoint's model name, or the transformers model's identity and dtype); ``url``,
+``api_key_env``, ``slots``, ``threads``, ``ctx_size``, ``concurrency``, ``retries``,
+``timeout`` and ``batch_size`` only decide how the work runs. Shards run in this process
+whatever the executor: the parallelism is the judge's.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -206,7 +209,8 @@ class Judge(Signal):
                  api_key_env: str = DEFAULT_KEY_ENV, gguf: str | None = None,
                  slots: int | None = None, threads: int | None = None,
                  ctx_size: int | None = None, concurrency: int | None = None,
-                 dtype: str = "fp32", batch_size: int = 8):
+                 retries: int = 4, timeout: float = 600.0, dtype: str = "fp32",
+                 batch_size: int = 8):
         super().__init__()
         self.prompt = load_prompt(prompt)
         parse = parse or self.prompt.parse
@@ -242,6 +246,7 @@ class Judge(Signal):
         self.per_turn, self.turn_reduce, self.backend = bool(per_turn), turn_reduce, backend
         self.url, self.model, self.api_key_env = url, model, api_key_env
         self.server_options, self.concurrency = server_options, concurrency
+        self.retries, self.timeout = retries, timeout
         self.dtype, self.batch_size = dtype, batch_size
         self._session: Any = None
         self._identity: dict[str, Any] | None = None
@@ -307,7 +312,8 @@ class Judge(Signal):
         process; the judge is started only when something is missing)."""
         store = store or Store()
         self._stats = dict.fromkeys(STAT_KEYS, 0)
-        cols = store.load(self.name, self.key(pool))
+        key = self.key(pool)
+        cols = store.load(self.name, key)
         if cols is None:
             start = time.perf_counter()
             try:
@@ -315,6 +321,12 @@ class Judge(Signal):
                     cols = super().__call__(pool, store)
             finally:
                 self._stats["seconds"] += time.perf_counter() - start
+            if self._stats["failed"]:
+                cols = {k: np.array(v) for k, v in cols.items()}
+                shutil.rmtree(store.path(self.name, key), ignore_errors=True)
+                log.warning("judge %s: %d requests got no reply (see %s_error); the columns "
+                            "are not cached: run again to ask for those only",
+                            self.prompt.name, self._stats["failed"], self.column)
         return self._decode(cols)
 
     @contextlib.contextmanager
@@ -337,6 +349,7 @@ class Judge(Signal):
         model = self.identity()["judge"]["model"] if self.url else None
         with judge_client(self.url, model, api_key_env=self.api_key_env,
                           concurrency=self.concurrency, cache_dir=cache_dir,
+                          retries=self.retries, timeout=self.timeout,
                           **self.server_options) as client:
             self._session = client
             try:
