@@ -51,7 +51,7 @@ def test_retry_after_is_honoured(server):
     assert result.ok
     first, second = server.requests
     assert second["t"] - first["t"] >= 1.0 > 0.01  # the header's second, not the backoff
-    assert time.monotonic() - t < 3
+    assert time.monotonic() - t < 10  # and not a long exponential backoff
 
 
 def test_gives_up_after_max_retries_and_records_the_reason(server):
@@ -86,11 +86,9 @@ def test_unparseable_reply_recorded_with_the_raw_text(server):
 
 def test_concurrency_limit_is_respected(tmp_path):
     with ChatServer(delay=0.2) as server:
-        t = time.monotonic()
         results = client(server, concurrency=3).map(asks(9))
         assert [r.value for r in results] == [f"echo: q{i}" for i in range(9)]
-        assert server.max_in_flight == 3
-        assert time.monotonic() - t < 1.5  # three at a time, not one
+        assert server.max_in_flight == 3  # three at a time, never more, never one
 
 
 def test_second_run_with_the_same_cache_sends_zero_requests(server, tmp_path):
