@@ -67,12 +67,14 @@ class JudgeServer:
         the physical cores). llama.cpp's threads wait on each other by spinning: on a
         machine whose cores are busy with other work, fewer threads are faster (on a loaded
         2-core machine, 1 thread ran 8 short requests in 2.8 s, 2 threads in 20 s).
-    ctx_size : context length of each slot, in tokens (the server holds ``slots × ctx_size``).
+    ctx_size : context length of each slot, in tokens (the server holds ``slots × ctx_size``);
+        4096 holds the longest shipped prompt (LIFT's, ~1,800 tokens with its three examples)
+        with a long example and its reply.
     port : 0 picks a free port. verbosity : llama.cpp's log level (0: quiet).
     """
 
     def __init__(self, gguf: str | os.PathLike | None = None, *, slots: int = 1,
-                 threads: int | None = None, ctx_size: int = 2048, port: int = 0,
+                 threads: int | None = None, ctx_size: int = 4096, port: int = 0,
                  verbosity: int = 0, startup_timeout: float = 120.0):
         if slots < 1 or ctx_size < 1 or (threads is not None and threads < 1):
             raise ValueError("slots, ctx_size and threads must be at least 1")
