@@ -177,6 +177,37 @@ def test_a_run_killed_mid_shard_asks_only_for_the_rest(server, alpaca, tmp_path)
             assert err is None
 
 
+INTERRUPTED = """
+import sys
+from winnow.data import load_pool
+from winnow.signals.judge import Judge
+from winnow.store import Store
+try:
+    Judge(sys.argv[1], threads=1)(load_pool(sys.argv[2]), Store(sys.argv[3]))
+except KeyboardInterrupt:
+    from winnow.models import judge_server
+    print("running servers:", len(judge_server._running))
+    raise
+"""
+
+
+def test_ctrl_c_stops_the_run_and_its_server_promptly(alpaca, tmp_path):
+    prompt = prompt_file(tmp_path, "rating", RATING)
+    root = tmp_path / "cache"
+    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED, prompt, str(alpaca),
+                              str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 90
+    while not replies(root) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    out, err = child.communicate(timeout=30)
+    assert time.monotonic() - stopped < 10  # the queued requests were not sent
+    assert "running servers: 0" in out and "KeyboardInterrupt" in err
+    assert 1 <= len(replies(root)) < 10
+
+
 def test_digit_expectation_over_http_matches_the_transformers_logits(server, alpaca,
                                                                      tmp_path, request):
     """The same SmolLM2 weights both ways: llama.cpp runs the Q4_1 GGUF (activations

@@ -139,10 +139,13 @@ class ChatClient:
             else:
                 todo[slot] = job
         if todo:
-            with ThreadPoolExecutor(min(self.concurrency, len(todo))) as pool:
+            pool = ThreadPoolExecutor(min(self.concurrency, len(todo)))
+            try:
                 futures = {pool.submit(self._fetch, *job): slot for slot, job in todo.items()}
                 for future in as_completed(futures):
                     replies[futures[future]] = (*future.result(), False)
+            finally:  # on Ctrl-C, wait for the requests in flight only (their replies are cached)
+                pool.shutdown(cancel_futures=True)
         results = [_result(*replies[slot], endpoint, parse)
                    for slot, (endpoint, _, _) in zip(slots, jobs)]
         failed = [r.reason for r in results if r.text is None]
