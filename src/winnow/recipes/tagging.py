@@ -114,9 +114,17 @@ instag_tags_stage = _with_params(
 
 
 def _valid(labels: list[list[str]], path: str | None) -> list[list[str]]:
+    """Each example's labels kept to those the JSON list at ``path`` names (as the official
+    ``configs/valid_tag_path.json``); all of them when ``path`` is None."""
     if not path:
         return labels
-    allowed = set(json.loads(Path(path).read_text(encoding="utf-8")))
+    try:
+        allowed = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"mig: valid_tags {path}: cannot read a JSON list ({e})") from None
+    if not isinstance(allowed, list):
+        raise ValueError(f"mig: valid_tags {path}: a JSON list of tag names is required")
+    allowed = set(map(str, allowed))
     return [[t for t in item if t in allowed] for item in labels]
 
 
@@ -145,8 +153,8 @@ def _mig(ctx: RunContext, candidates: np.ndarray, keep, *, tags: str = "tags",
     budget = len(rows) if keep is None else min(keep, len(rows))
     sel = selector.select(budget, X=X, propagation=P)
     ctx.effective["selector:mig"] = selector.get_params()
-    trace = {**sel.trace, "labels": len(vocab), "edges": 0 if P is None else
-             int((P.nnz - len(vocab)) // 2), "unscored": len(candidates) - len(rows)}
+    trace = {**sel.trace, "edges": 0 if P is None else int((P.nnz - len(vocab)) // 2),
+             "unscored": len(candidates) - len(rows)}
     if not vocab:
         trace["note"] = "no example has a label: every gain is 0 and the picks follow pool order"
         log.warning("mig: %s", trace["note"])
