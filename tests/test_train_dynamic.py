@@ -150,7 +150,7 @@ def test_dataflex_yaml_selects_at_the_right_steps_and_switches_data(tmp_path, sh
     assert records[5]["selector"] == "loss" and "mean_loss" in records[5]["trace"]
     assert records[10]["trace"]["mean_loss"] != records[5]["trace"]["mean_loss"]
     dataset = trainer.train_dataset
-    tokens = [tuple(x["input_ids"]) for x in dataset.items]
+    tokens = [tuple(x["input_ids"]) for x in dataset]
     for step in range(15):
         start = max(s for s in records if s <= step)
         order = records[start]["order"]
