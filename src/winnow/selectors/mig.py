@@ -28,9 +28,8 @@ PHIS = ("pow", "exp")
 
 def _per_turn(part, n: int) -> list[np.ndarray]:
     """Per item, its values as a 1-D float array (one per turn)."""
-    arr = np.asarray(part) if not isinstance(part, list) else np.asarray(part, dtype=object)
-    if arr.dtype != object:
-        return list(arr.reshape(n, -1).astype(np.float64))
+    if isinstance(part, np.ndarray) and part.dtype != object:
+        return list(part.reshape(n, -1).astype(np.float64))
     return [np.atleast_1d(np.asarray(np.nan if v is None else v, dtype=np.float64))
             for v in part]
 
