@@ -57,3 +57,19 @@ def test_less_and_cluster_ucb_dynamic(setup):
     with pytest.raises(ValueError, match="target"):
         bare = SelectionState(**{**state.__dict__, "extras": {}})
         get_dynamic_selector("less").select(model, tok, pool, 2, 3, opt, bare)
+
+
+def test_get_params_gives_every_init_parameter_and_names_are_checked():
+    """scikit-learn style: the effective value of every ``__init__`` parameter (the class's
+    and its bases'), defaults included; the registry checks the names."""
+    params = get_dynamic_selector("nice", proj_dim=64, mc_samples=2, save_interval=16).get_params()
+    assert (params["proj_dim"], params["mc_samples"], params["save_interval"]) == (64, 2, 16)
+    assert (params["gradient_type"], params["top_p"], params["max_batch"]) == ("adam", 0.95, 16)
+    dataflex_less = {"cache_dir": "out", "gradient_type": "adam", "proj_dim": 4096, "seed": 123,
+                     "save_interval": 16}
+    assert get_dynamic_selector("less", **dataflex_less).get_params()["cache_dir"] == "out"
+    assert get_dynamic_selector("loss").get_params()["batch_size"] == 8
+    with pytest.raises(ValueError, match="focus_wieght"):
+        get_dynamic_selector("loss", focus_wieght=2.0)
+    with pytest.raises(KeyError, match="delta-loss"):
+        get_dynamic_selector("delta_los")

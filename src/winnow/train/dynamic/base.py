@@ -95,9 +95,9 @@ class DynamicSelector(ABC):
     name: ClassVar[str]
 
     def get_params(self) -> dict[str, Any]:
-        """The ``__init__`` parameters (of this class and the classes it extends) with their
-        effective values, defaults included, as scikit-learn's ``get_params``; keyword
-        arguments taken through ``**kwargs`` come from ``self.extra_params``."""
+        """The ``__init__`` parameters (of this class and the bases it hands ``**kwargs``
+        to) with their effective values, defaults included, as scikit-learn's
+        ``get_params``."""
         out: dict[str, Any] = {}
         for cls in reversed(type(self).__mro__):
             init = cls.__dict__.get("__init__")
@@ -106,7 +106,6 @@ class DynamicSelector(ABC):
             for p in inspect.signature(init).parameters.values():
                 if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
                     out[p.name] = getattr(self, p.name)
-        out.update(getattr(self, "extra_params", {}))
         return out
 
     @abstractmethod

@@ -33,18 +33,20 @@ from winnow.train.dynamic.base import DynamicSelector, SelectionState
 
 class GradientDynamic(DynamicSelector):
     """Shared machinery; parameters (DataFlex names): gradient_type (adam), proj_dim,
-    seed (projection seed), projection (sparse), subtask (auto), max_batch, max_tokens;
-    other DataFlex keys are accepted and kept in :meth:`get_params`."""
+    seed (projection seed), projection (sparse), subtask (auto), max_batch, max_tokens.
+    DataFlex's ``cache_dir`` and ``save_interval`` are accepted (the run's selection log
+    already records and resumes every update)."""
 
     name = "gradient"
 
     def __init__(self, gradient_type: str = "adam", proj_dim: int = 8192, seed: int = 0,
                  projection: str = "sparse", subtask: str | None = "auto",
-                 max_batch: int = 16, max_tokens: int = 4096, **extra: Any):
+                 max_batch: int = 16, max_tokens: int = 4096, cache_dir: str | None = None,
+                 save_interval: int | None = None):
         self.gradient_type, self.proj_dim, self.seed = gradient_type, int(proj_dim), int(seed)
         self.projection, self.subtask = projection, subtask
         self.max_batch, self.max_tokens = int(max_batch), int(max_tokens)
-        self.extra_params = extra
+        self.cache_dir, self.save_interval = cache_dir, save_interval
 
     def target(self, state: SelectionState) -> Pool:
         target = state.extras.get("target") or state.extras.get("eval_pool")
@@ -108,9 +110,7 @@ class NiceDynamic(GradientDynamic):
     """NICE at every update: target features are policy gradients of rewarded samples of
     the live model. DataFlex keys: reward_model_backend (rule), reward_backend_params,
     mc_samples (4), max_new_tokens (512), generation_temperature (0.7), max_prompt_length
-    (4096); proj_dim defaults to 4096. Sampling uses NICE's top_p (0.95) and top_k (50).
-    ``cache_dir`` and ``save_interval`` are accepted (the run's selection log already
-    records and resumes every update)."""
+    (4096); proj_dim defaults to 4096. Sampling uses NICE's top_p (0.95) and top_k (50)."""
 
     name = "nice"
 
@@ -118,7 +118,6 @@ class NiceDynamic(GradientDynamic):
                  reward_backend_params: dict | None = None, mc_samples: int = 4,
                  max_new_tokens: int = 512, generation_temperature: float = 0.7,
                  top_p: float = 0.95, top_k: int = 50, max_prompt_length: int = 4096,
-                 cache_dir: str | None = None, save_interval: int | None = None,
                  **params: Any):
         super().__init__(proj_dim=proj_dim, **params)
         self.reward_model_backend = reward_model_backend
@@ -127,7 +126,6 @@ class NiceDynamic(GradientDynamic):
         self.generation_temperature = float(generation_temperature)
         self.top_p, self.top_k = float(top_p), int(top_k)
         self.max_prompt_length = int(max_prompt_length)
-        self.cache_dir, self.save_interval = cache_dir, save_interval
         self.reward = make_reward(reward_model_backend, reward_backend_params)
 
     def target_features(self, model, tokenizer, target, state, projector) -> np.ndarray:
