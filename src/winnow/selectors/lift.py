@@ -61,6 +61,9 @@ class LiftVariety(Selector):
         self.official_components = official_components
 
     def select(self, budget: int, *, X: np.ndarray) -> Selection:
+        if len(X) < 2:  # no row is above the percentile of one value (or of none)
+            return Selection(np.arange(0), np.zeros(0), {
+                "method": "lift-variety", "components": 0, "threshold": None, "passed": 0})
         var, k = row_variance(X, self.explained, self.official_components)
         threshold = float(np.percentile(var, self.percentile))
         passed = np.flatnonzero(var > threshold)
