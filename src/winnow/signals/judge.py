@@ -256,6 +256,8 @@ class Judge(Signal):
 
     @classmethod
     def output_columns(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        if not params.get("prompt"):
+            raise ValueError("signal 'judge' needs a prompt (a shipped prompt's name or a file)")
         prompt = load_prompt(params["prompt"])
         column = params.get("column") or prompt.name.replace("-", "_")
         parse = params.get("parse") or prompt.parse or ""
