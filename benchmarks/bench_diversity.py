@@ -51,8 +51,8 @@ from pathlib import Path
 import numpy as np
 from _machine import header, machine
 
-from winnow.selectors._knn import normalize_rows
 from winnow.registry import get_selector
+from winnow.selectors._knn import normalize_rows
 from winnow.selectors.facility_location import dense_similarity, facility_location_value
 
 

@@ -19,8 +19,8 @@ from winnow.data import load_pool
 from winnow.data.pool import Pool
 from winnow.data.templates import encode, get_template
 from winnow.models.causal_lm import load_causal_lm
-from winnow.signals import lm_scores as lm_scores_module
 from winnow.registry import get_signal
+from winnow.signals import lm_scores as lm_scores_module
 from winnow.signals.lm_scores import instruction_scores, score_conversations
 from winnow.store import Store
 

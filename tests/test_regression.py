@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-
 from regression_cases import CASES, FIXTURES, run_case, snapshot
+
 from winnow.store import Store
 
 # Stage structure of these runs is unchanged, so each example leaves at the same stage.
