@@ -27,7 +27,6 @@ class RandomDynamic(DynamicSelector):
     name = "random"
 
     def __init__(self, replacement: bool = False):
-        self.params = {"replacement": replacement}
         self.replacement = replacement
 
     def select(self, model, tokenizer, pool, step, budget, optimizer, state: SelectionState):
@@ -49,9 +48,6 @@ class LossDynamic(DynamicSelector):
                  replacement: bool = False, batch_size: int = 8):
         if focus not in ("low", "medium", "high"):
             raise ValueError(f"focus must be low, medium or high, got {focus!r}")
-        self.params = {"focus": focus, "focus_weight": focus_weight,
-                       "quantiles": list(quantiles), "temperature": temperature,
-                       "replacement": replacement}
         self.focus, self.focus_weight = focus, focus_weight
         self.quantiles, self.temperature = tuple(quantiles), temperature
         self.replacement, self.batch_size = replacement, batch_size
@@ -103,8 +99,6 @@ class DeltaLossDynamic(DynamicSelector):
                  steepness: float = 10.0, batch_size: int = 8):
         if not 0 < window_size <= 1:
             raise ValueError(f"window_size must be in (0, 1], got {window_size}")
-        self.params = {"window_size": window_size, "outside_weight": outside_weight,
-                       "steepness": steepness}
         self.window_size, self.outside_weight = window_size, outside_weight
         self.steepness, self.batch_size = steepness, batch_size
 
