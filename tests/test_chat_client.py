@@ -147,7 +147,8 @@ def test_cache_of_a_run_killed_with_sigkill_is_resumed(tmp_path):
 def test_api_key_never_in_cache_files_repr_or_logs(server, tmp_path, monkeypatch, caplog):
     secret = "sk-do-not-store-31337"
     monkeypatch.setenv("WINNOW_TEST_SECRET", secret)
-    c = client(server, api_key_env="WINNOW_TEST_SECRET", cache_dir=tmp_path)
+    # one at a time, so that the first request is the one that meets the fault
+    c = client(server, api_key_env="WINNOW_TEST_SECRET", cache_dir=tmp_path, concurrency=1)
     server.faults.append("401")  # its body repeats the Authorization header
     with caplog.at_level(logging.DEBUG, logger="winnow"):
         results = c.map(asks(3), parse=str.upper)
