@@ -119,14 +119,8 @@ def _signals(recipe: Recipe, has_target: bool, fail) -> set[str] | None:
     for instance, spec in recipe.signals.items():
         key = f"signals.{instance}"
         name = spec.get("signal", instance)
-        if name not in SIGNALS:
-            fail(f"{key}.signal", SIGNALS.unknown(name))
-        cls = SIGNALS.get(name)
         params = {k: v for k, v in spec.items() if k not in SIGNAL_KEYS}
-        try:
-            check_params(SIGNALS, name, params)
-        except ValueError as e:
-            fail(f"{key}.{_first_unknown(cls, params)}", str(e))
+        cls = _entry(SIGNALS, name, params, key, "signal", fail)
         if getattr(cls, "uses_target", False) and not has_target:
             fail(key, f"signal {name!r} needs a target set (--target FILE)")
         if spec.get("scope", "pool") not in ("pool", "candidates"):
@@ -138,6 +132,19 @@ def _signals(recipe: Recipe, has_target: bool, fail) -> set[str] | None:
             prefix = spec.get("prefix")
             columns |= {f"{prefix}_{c}" if prefix else c for c in produced}
     return columns
+
+
+def _entry(registry, name: str, params: dict[str, Any], key: str, field: str, fail):
+    """The class registered as ``name`` once ``params`` are known to be its own; else
+    ``fail`` at ``<key>.<field>`` (unknown name) or ``<key>.<parameter>``."""
+    if name not in registry:
+        fail(f"{key}.{field}", registry.unknown(name))
+    cls = registry.get(name)
+    try:
+        check_params(registry, name, params)
+    except ValueError as e:
+        fail(f"{key}.{_first_unknown(cls, params)}", str(e))
+    return cls
 
 
 def _first_unknown(cls, params: dict[str, Any]) -> str:
@@ -175,14 +182,8 @@ def _select(spec: dict[str, Any], key: str, fail) -> None:
     from winnow.recipes.stages import SELECT_KEYS
 
     name = spec["select"]
-    if name not in SELECTORS:
-        fail(f"{key}.select", SELECTORS.unknown(name))
-    cls = SELECTORS.get(name)
     params = {k: v for k, v in spec.items() if k not in SELECT_KEYS}
-    try:
-        check_params(SELECTORS, name, params)
-    except ValueError as e:
-        fail(f"{key}.{_first_unknown(cls, params)}", str(e))
+    cls = _entry(SELECTORS, name, params, key, "select", fail)
     inputs = {k for k, v in (spec.get("inputs") or {}).items() if v is not None}
     declared = set(getattr(cls, "inputs", ()))
     if declared and inputs - declared:
