@@ -16,10 +16,11 @@ import json
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from local_http import JsonHandler, LocalServer
 
 
-class ChatServer:
+class ChatServer(LocalServer):
     def __init__(self, delay: float = 0.0):
         self.delay = delay
         self.faults: deque[str] = deque()
@@ -28,7 +29,7 @@ class ChatServer:
         self.lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def log_message(self, *args):  # quiet
                 pass
 
@@ -79,26 +80,8 @@ class ChatServer:
                 self._send(200, json.dumps({"id": "x", "model": body.get("model"),
                                             "choices": [choice]}).encode())
 
-            def _send(self, code: int, data: bytes):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                       daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
 
 
 def _logprobs(tokens: list[str], chat: bool, top: int) -> dict:

@@ -12,12 +12,12 @@ import json
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
+from local_http import JsonHandler, LocalServer
 
 
-class RewardServer:
+class RewardServer(LocalServer):
     def __init__(self, lm):
         self.lm = lm
         self.faults: deque[str] = deque()
@@ -25,7 +25,7 @@ class RewardServer:
         self.lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def log_message(self, *args):  # quiet
                 pass
 
@@ -51,16 +51,8 @@ class RewardServer:
                                       "message": {"role": "assistant", "content": text}}]}
                 self._send(200, json.dumps(reply).encode())
 
-            def _send(self, code: int, data: bytes):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._serve(Handler)
 
     def generate(self, body: dict) -> str:
         tok, model = self.lm.tokenizer, self.lm.model
@@ -71,11 +63,3 @@ class RewardServer:
                                  do_sample=False, max_new_tokens=int(body.get("max_tokens", 16)),
                                  pad_token_id=tok.pad_token_id)
         return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -10,25 +10,25 @@ Completions answer in OpenAI's legacy format, chat in the ``content`` list forma
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from local_http import JsonHandler, LocalServer
 
 Reply = Callable[[str], tuple[str, "dict[str, float] | None"]]
 
 
-class ScriptedJudge:
+class ScriptedJudge(LocalServer):
     def __init__(self, reply: Reply):
         self.reply = reply
         self.asked: list[str] = []
         judge = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def log_message(self, *args):  # quiet
                 pass
 
             def do_GET(self):  # noqa: N802
-                self._send({"data": [{"id": "scripted"}]})
+                self._send(200, json.dumps({"data": [{"id": "scripted"}]}).encode())
 
             def do_POST(self):  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -52,26 +52,8 @@ class ScriptedJudge:
                         choice["logprobs"] = {"tokens": [first],
                                               "token_logprobs": [top[first]],
                                               "top_logprobs": [top]}
-                self._send({"id": "x", "model": body.get("model"), "choices": [choice]})
+                reply = {"id": "x", "model": body.get("model"), "choices": [choice]}
+                self._send(200, json.dumps(reply).encode())
 
-            def _send(self, payload: dict):
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                       daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
