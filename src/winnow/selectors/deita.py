@@ -10,6 +10,7 @@ import numpy as np
 
 from winnow.selectors._knn import normalize_rows
 from winnow.selectors.base import Selection, Selector
+from winnow.selectors.turns import reduce_turn_products
 
 
 class DeitaFilter(Selector):
@@ -69,31 +70,8 @@ class DeitaFilter(Selector):
                                        "skipped": examined - len(kept)})
 
 
-def _per_turn(part, n: int) -> list[np.ndarray]:
-    """Per example, its values as a 1-D float array (one value per turn)."""
-    if isinstance(part, np.ndarray) and part.dtype != object:
-        rows = part.reshape(n, -1).astype(np.float64)
-        return list(rows)
-    return [np.atleast_1d(np.asarray(v if v is not None else np.nan, dtype=np.float64))
-            for v in part]
-
-
 def deita_score(n: int, *parts) -> np.ndarray:
     """(n,) Σ over turns of the product of the given per-example scores (None parts are
     left out; a scalar part multiplies every turn); ones when none is given. An example
     whose parts disagree on the number of turns gets NaN."""
-    given = [_per_turn(p, n) for p in parts if p is not None]
-    if not given:
-        return np.ones(n)
-    out = np.empty(n)
-    for i in range(n):
-        rows = [g[i] for g in given]
-        turns = {len(r) for r in rows} - {1}
-        if len(turns) > 1:
-            out[i] = np.nan
-            continue
-        prod = np.ones(turns.pop() if turns else 1)
-        for r in rows:
-            prod = prod * r
-        out[i] = prod.sum()
-    return out
+    return reduce_turn_products(n, parts, np.sum)

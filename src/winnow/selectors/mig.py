@@ -22,16 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from winnow.selectors.base import Selection, Selector
+from winnow.selectors.turns import reduce_turn_products
 
 PHIS = ("pow", "exp")
-
-
-def _per_turn(part, n: int) -> list[np.ndarray]:
-    """Per item, its values as a 1-D float array (one per turn)."""
-    if isinstance(part, np.ndarray) and part.dtype != object:
-        return list(part.reshape(n, -1).astype(np.float64))
-    return [np.atleast_1d(np.asarray(np.nan if v is None else v, dtype=np.float64))
-            for v in part]
 
 
 def turn_mean(n: int, *parts) -> np.ndarray:
@@ -39,19 +32,7 @@ def turn_mean(n: int, *parts) -> np.ndarray:
     quality × complexity), each part (n,), (n, T) or n per-turn sequences, None parts
     left out, a one-value part applied to every turn; ones when none is given. An item
     whose parts disagree on the number of turns gets NaN."""
-    given = [_per_turn(p, n) for p in parts if p is not None]
-    out = np.ones(n)
-    for i in range(n):
-        rows = [g[i] for g in given]
-        turns = {len(r) for r in rows} - {1}
-        if len(turns) > 1:
-            out[i] = np.nan
-        elif rows:
-            prod = np.ones(turns.pop() if turns else 1)
-            for r in rows:
-                prod = prod * r
-            out[i] = prod.mean()
-    return out
+    return reduce_turn_products(n, parts, np.mean)
 
 
 def label_matrix(labels: Sequence, scores: np.ndarray, vocab: Sequence[str] | None = None,
