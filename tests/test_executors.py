@@ -80,8 +80,8 @@ def test_select_ifd_on_ray_matches_local(shared_data, tmp_path, monkeypatch):
     assert len(shards) == 1
     assert len(on_ray) == len(local) == 40
     assert list(on_ray[0]) == list(local[0])  # same columns, same order
-    exact = ("id", "selected", "rank", "stage", "truncated", "response_tokens",
-             "prompt_tokens")
+    exact = {"id", "selected", "rank", "stage", "truncated", "response_tokens", "prompt_tokens"}
+    exact |= {c for c in local[0] if c.startswith("fate_")}  # where and why each example left
     scores = [c for c in local[0] if c not in exact]
     assert {"loss", "ifd", "loss_alone", "ppl", "entropy", "min_margin"} <= set(scores)
     for c in exact:
