@@ -160,3 +160,23 @@ def test_config_file_and_default_outputs(tiny_alpaca, tmp_path):
     config.write_text("method: random\nbogus: 1\n", encoding="utf-8")
     result = invoke("select", "--config", config)
     assert result.exit_code == 2 and "bogus" in result.output
+
+
+def test_threshold_recipe_needs_no_budget_and_budget_recipe_does(shared_data, tmp_path):
+    """A recipe whose last stage keeps a fixed amount (every example over a threshold, as
+    AlpaGasus) runs without --budget and keeps exactly the examples over the threshold; a
+    method whose size the budget decides exits 2 without one."""
+    recipe = tmp_path / "long.yaml"
+    recipe.write_text("name: long\nsignals:\n  n: {signal: text_length}\nstages:\n"
+                      "  - filter: 'length >= 300'\n  - top: length\n    keep: '100%'\n")
+    out = tmp_path / "long.json"
+    data = shared_data / "alpaca_en_demo.json"
+    result = invoke("select", recipe, "--data", data, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(tmp_path / "long.scores.jsonl")
+    over = [r["id"] for r in rows if r["length"] >= 300]
+    assert 0 < len(over) < len(rows)
+    assert sorted(r["id"] for r in rows if r["selected"]) == sorted(over)
+    assert len(json.loads(out.read_text(encoding="utf-8"))) == len(over)
+    result = invoke("select", "random", "--data", data, "--out", tmp_path / "r.json")
+    assert result.exit_code == 2 and "--budget is required" in result.output

@@ -61,7 +61,8 @@ def select_cmd(
     data: Annotated[str | None, typer.Option("--data", "-d", help="Pool file, save_to_disk "
                                              "folder or dataset_info.json.")] = None,
     budget: Annotated[str | None, typer.Option("--budget", "-b",
-                                               help="Count (1000) or fraction (5%, 0.05).")] = None,
+                                               help="Count (1000) or fraction (5%, 0.05); "
+                                               "threshold methods (alpagasus) need none.")] = None,
     out_path: Annotated[str | None, typer.Option("--out", "-o", help="Subset file.")] = None,
     scores: Annotated[str | None, typer.Option(help="Per-example scores file "
                                                "(.jsonl/.json/.csv/.parquet; default: "
@@ -107,11 +108,12 @@ def select_cmd(
     out_path = out_path or cfg.get("out")
     if not data:
         fail("--data is required")
-    if budget is None:
-        fail("--budget is required (a count like 1000 or a fraction like 5%)")
     started = time.perf_counter()
     try:
         recipe = load_recipe(method)
+        if budget is None and recipe.needs_budget:
+            fail(f"--budget is required for {recipe.name} (a count like 1000 or a "
+                 "fraction like 5%)")
         params = dict(cfg.get("params") or {})
         params.update(parse_sets(set_))
         if model or cfg.get("model"):

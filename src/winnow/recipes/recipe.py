@@ -54,6 +54,12 @@ class Recipe:
             raise ValueError(f"recipe {path or d.get('name')}: no stages")
         return cls(path=path, **{k: v for k, v in d.items() if k in known})
 
+    @property
+    def needs_budget(self) -> bool:
+        """Whether a budget decides the subset's size: the last stage keeps no fixed
+        amount of its own (AlpaGasus keeps every example over a threshold: no budget)."""
+        return "keep" not in self.stages[-1]
+
     def with_params(self, overrides: dict[str, Any] | None = None) -> Recipe:
         """A copy with parameters overridden and placeholders substituted. A mapping
         parameter is updated key by key (``{"train": {...}}`` or ``"train.key"``)."""

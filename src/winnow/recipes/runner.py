@@ -85,20 +85,24 @@ def _keep(spec: dict[str, Any], n: int) -> int | None:
     return parse_budget(spec["keep"], n) if "keep" in spec else None
 
 
-def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float, *,
+def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float | None = None, *,
                params: dict[str, Any] | None = None, store: Store | None = None,
                seed: int = 0, target: Pool | None = None, run_shards=None) -> RunResult:
     """Select from ``pool`` with a recipe (name, path or :class:`Recipe`) under ``budget``.
 
     The recipe is checked whole first (:func:`~winnow.recipes.validate.validate`): a
-    mistake fails before any model is loaded.
+    mistake fails before any model is loaded. ``budget`` may be left out only when the
+    recipe's last stage keeps a fixed amount (:attr:`Recipe.needs_budget`).
     """
     if isinstance(recipe, str):
         recipe = load_recipe(recipe)
     recipe = recipe.with_params(params)
     validate(recipe, pool=pool, has_target=target is not None)
     n = len(pool)
-    m = parse_budget(budget, n)
+    if budget is None and recipe.needs_budget:
+        raise ValueError(f"method {recipe.name} needs a budget (a count like 1000 or a "
+                         "fraction like 5%)")
+    m = parse_budget("100%" if budget is None else budget, n)
     ctx = RunContext(pool=pool, store=store or Store(), signals=recipe.signals,
                      artifacts=recipe.artifacts, seed=seed, target=target,
                      run_shards=run_shards)
