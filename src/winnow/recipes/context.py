@@ -66,6 +66,7 @@ class RunContext:
     signal_keys: dict[str, str] = field(default_factory=dict)
     effective: dict[str, dict[str, Any]] = field(default_factory=dict)
     signal_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signal_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     _done: set[str] = field(default_factory=set)
     built: dict[str, Any] = field(default_factory=dict)
 
@@ -165,11 +166,14 @@ class RunContext:
         start = time.perf_counter()
         rows = self.candidates
         if scope == "candidates" and rows is not None and len(rows) < len(self.pool):
-            cols, key = self._on_rows(signal, rows)
+            cols, key, cached = self._on_rows(signal, rows)
         else:
-            cols = signal(self.pool, self.store, run_shards=self.run_shards)
             key = signal.key(self.pool)
+            cached = self._cached(signal, key)
+            cols = signal(self.pool, self.store, run_shards=self.run_shards)
+            rows = np.arange(len(self.pool))
         self.timings[f"signal:{instance}"] = time.perf_counter() - start
+        self.signal_runs[instance] = {"rows": len(rows), "cached": cached}
         if hasattr(signal, "stats"):  # counts a signal reports (a judge's calls and tokens)
             self.signal_stats[instance] = signal.stats()
         self.signal_keys[instance] = key
@@ -179,17 +183,24 @@ class RunContext:
             self.columns[TARGET_PREFIX + (f"{prefix}_{col}" if prefix else col)] = arr
         self._done.add(instance)
 
-    def _on_rows(self, signal, rows: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
+    def _cached(self, signal, key: str) -> bool:
+        """Whether the store holds the finished columns of ``signal`` under ``key``."""
+        return (self.store.path(signal.name, key) / "columns").is_dir()
+
+    def _on_rows(self, signal, rows: np.ndarray) -> tuple[dict[str, np.ndarray], str, bool]:
         """Columns of ``signal`` for pool ``rows`` only, scattered to length n (NaN
-        elsewhere); the whole pool's cached columns when they exist."""
+        elsewhere), their key and whether they were cached; the whole pool's cached columns
+        when they exist."""
         full_key = signal.key(self.pool)
         cached = self.store.load(signal.name, full_key)
         if cached is not None:
-            return cached, full_key
+            return cached, full_key, True
         subset = self.pool.subset(rows)
+        key = signal.key(subset)
+        hit = self._cached(signal, key)
         cols = signal(subset, self.store, run_shards=self.run_shards)
         n = len(self.pool)
-        return {col: scatter(n, rows, arr) for col, arr in cols.items()}, signal.key(subset)
+        return {col: scatter(n, rows, arr) for col, arr in cols.items()}, key, hit
 
     @staticmethod
     def _declared(spec: dict[str, Any]) -> tuple[str, ...]:

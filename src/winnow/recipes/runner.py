@@ -29,10 +29,13 @@ class RunResult:
     selected_scores : the last stage's value for each (score or gain), or None.
     left_stage : per pool example, the 0-based stage where it left (-1: selected).
     reasons : per pool example, why it left (a :class:`Reason`; None when selected).
-    stages : per stage: kind, spec, description, counts in/out, seconds, trace.
+    stages : per stage: kind, spec, description, counts in/out, seconds, trace, and
+        ``computed``: the signals and artifacts first needed there (keys of ``timings``).
     effective : the effective parameters (defaults included) of every signal instance and
         selector the run used.
     signal_stats : counts a signal instance reported (a judge's calls, cache hits, tokens).
+    signal_runs : per signal instance, ``rows`` it was computed on and whether its columns
+        were ``cached``.
     """
 
     recipe: Recipe
@@ -49,6 +52,7 @@ class RunResult:
     effective: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
     signal_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signal_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def scalar_columns(self) -> dict[str, np.ndarray]:
         """Computed per-example columns that are one number per example."""
@@ -116,6 +120,7 @@ def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float | None = No
         keep = _keep(spec, n)
         if k == len(recipe.stages) - 1 and keep is None:
             keep = m
+        before = set(ctx.timings)
         start = time.perf_counter()
         ctx.candidates = candidates
         result = STAGES.get(kind)(ctx, spec, candidates, keep)
@@ -126,10 +131,12 @@ def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float | None = No
         ctx.columns.update(result.columns)
         stage_log.append({"stage": k, "kind": kind, "label": describe(spec), "spec": spec,
                           "in": len(candidates), "out": len(result.kept),
-                          "seconds": round(seconds, 4), "trace": result.trace})
+                          "seconds": round(seconds, 4), "trace": result.trace,
+                          "computed": [k for k in ctx.timings if k not in before]})
         candidates, scores = np.asarray(result.kept, dtype=np.int64), result.scores
     return RunResult(recipe=recipe, pool=pool, budget=m, selected=candidates,
                      selected_scores=scores, columns=ctx.columns, left_stage=left,
                      reasons=reasons, stages=stage_log, timings=ctx.timings,
                      signal_keys=ctx.signal_keys, effective=ctx.effective,
-                     artifacts=dict(ctx.built), signal_stats=ctx.signal_stats)
+                     artifacts=dict(ctx.built), signal_stats=ctx.signal_stats,
+                     signal_runs=ctx.signal_runs)
