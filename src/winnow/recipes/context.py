@@ -167,13 +167,14 @@ class RunContext:
         rows = self.candidates
         if scope == "candidates" and rows is not None and len(rows) < len(self.pool):
             cols, key, cached = self._on_rows(signal, rows)
+            count = len(rows)
         else:
             key = signal.key(self.pool)
             cached = self._cached(signal, key)
             cols = signal(self.pool, self.store, run_shards=self.run_shards)
-            rows = np.arange(len(self.pool))
+            count = len(self.pool)
         self.timings[f"signal:{instance}"] = time.perf_counter() - start
-        self.signal_runs[instance] = {"rows": len(rows), "cached": cached}
+        self.signal_runs[instance] = {"rows": count, "cached": cached}
         if hasattr(signal, "stats"):  # counts a signal reports (a judge's calls and tokens)
             self.signal_stats[instance] = signal.stats()
         self.signal_keys[instance] = key
