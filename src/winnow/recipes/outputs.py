@@ -98,6 +98,34 @@ def versions() -> dict[str, str]:
     return out
 
 
+def run_diversity(result: RunResult, *, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Diversity metrics of the pool and of the subset (``{"pool": ..., "subset": ...}``):
+    TTR and vocd-D of every example's last exchange and, when the run computed an
+    ``embedding`` column, the embedding metrics of the rows that have one (``embedded``
+    counts them; the subset's coverage is of the pool's embedded rows). See
+    :func:`winnow.metrics.diversity.diversity_report`."""
+    from winnow.data.pool import last_exchange
+    from winnow.metrics.diversity import diversity_report, ttr, vocd_d
+
+    texts = ["\n".join(last_exchange(c)) for c in result.pool.conversations]
+    chosen = np.sort(result.selected)
+    sets = {"pool": np.arange(len(texts)), "subset": chosen}
+    X = result.columns.get("embedding")
+    if X is None or getattr(X, "ndim", 0) != 2:
+        return {name: {"n": len(rows), "ttr": ttr([texts[i] for i in rows]),
+                       "vocd_d": vocd_d([texts[i] for i in rows], random_state=seed)}
+                for name, rows in sets.items()}
+    X = np.asarray(X, dtype=np.float32)
+    embedded = np.flatnonzero(np.isfinite(X).all(axis=1))
+    out = {}
+    for name, rows in sets.items():
+        rows_x = np.intersect1d(rows, embedded)
+        reference = X[embedded] if name == "subset" else None
+        out[name] = {**diversity_report([texts[i] for i in rows], X[rows_x], reference,
+                                        random_state=seed), "embedded": len(rows_x)}
+    return out
+
+
 def manifest(result: RunResult, *, data: str, outputs: dict[str, str],
              command: list[str] | None = None, seconds: float | None = None,
              extra: dict[str, Any] | None = None) -> dict[str, Any]:
