@@ -48,7 +48,7 @@ def _config(path: Path | None) -> dict[str, Any]:
     if not isinstance(doc, dict):
         fail(f"{path}: a config file is a mapping of options")
     allowed = {"method", "data", "budget", "out", "scores", "manifest", "target", "seed",
-               "model", "params", "format", "columns", "dataset", "on_error"}
+               "model", "params", "format", "columns", "dataset", "on_error", "decontaminate"}
     unknown = set(doc) - allowed
     if unknown:
         fail(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -94,8 +94,14 @@ def select_cmd(
         "key (default: WINNOW_API_KEY).")] = None,
     judge_slots: Annotated[int | None, typer.Option(
         "--judge-slots", min=1, help="Parallel slots of the built-in judge server.")] = None,
+    decontaminate: Annotated[list[str] | None, typer.Option(
+        "--decontaminate", help="Target or evaluation file (any pool format; repeat the "
+        "option for several): first drop the examples sharing an n-gram with it.")] = None,
+    decontaminate_ngram: Annotated[int, typer.Option(
+        "--decontaminate-ngram", min=1, help="Words per n-gram of --decontaminate.")] = 13,
 ) -> None:
     """Select a subset of a pool with a method; write subset, scores and manifest."""
+    from winnow.recipes.decontaminate_stage import with_decontamination
     from winnow.recipes.outputs import write_outputs
     from winnow.recipes.recipe import load_recipe
     from winnow.recipes.runner import run_recipe
@@ -122,6 +128,9 @@ def select_cmd(
             params["model"] = model or cfg.get("model")
         recipe = _judge_options(recipe.with_params(params), url=judge_url, model=judge_model,
                                 api_key_env=judge_key_env, slots=judge_slots)
+        decontaminate = decontaminate or cfg.get("decontaminate")
+        if decontaminate:
+            recipe = with_decontamination(recipe, decontaminate, decontaminate_ngram)
         pool = load(data, format or cfg.get("format"), dataset or cfg.get("dataset"),
                     on_error if on_error != "raise" else cfg.get("on_error", "raise"),
                     columns or cfg.get("columns"))

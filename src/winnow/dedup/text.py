@@ -9,21 +9,17 @@ that normalisation never produces, so moving text between fields changes the res
 
 from __future__ import annotations
 
-import re
 import sys
 import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
+from winnow.data.text import words
+
 FIELDS = ("system", "instruction", "input", "response", "tool")
 ALIASES = {"user": ("instruction", "input"), "assistant": ("response",)}
 DEFAULT_FIELDS = ("instruction", "input", "response")
 SEPARATOR = "\x00"
-
-# one token per CJK character (these scripts do not separate words by spaces), else runs
-# of non-space characters
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_TOKEN = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
 
 
 def resolve_fields(fields: str | Sequence[str] | None) -> frozenset[str]:
@@ -82,9 +78,9 @@ def normalize(text: str, *, lowercase: bool = True, punctuation: bool = False) -
 
 
 def tokens(text: str) -> list[str]:
-    """Words split on whitespace; each CJK character is a token of its own."""
-    text = text.replace(SEPARATOR, " ")
-    return text.split() if text.isascii() else _TOKEN.findall(text)
+    """Words split on whitespace; each CJK character is a token of its own
+    (:func:`winnow.data.text.words`, across field separators)."""
+    return words(text.replace(SEPARATOR, " "))
 
 
 def shingle_list(text: str, n: int) -> list[str]:

@@ -183,6 +183,17 @@ def load_causal_lm(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.dev
     return LoadedLM(model=model, tokenizer=tokenizer, identity=identity, device=dev, dtype=dt)
 
 
+def load_tokenizer(name_or_path: str = DEFAULT_MODEL, *, revision: str | None = None,
+                   cache_dir: str | os.PathLike | None = None) -> Any:
+    """The tokenizer of a causal LM (``"default"``: the built-in SmolLM2's) without its
+    weights."""
+    from transformers import AutoTokenizer
+
+    name = str(name_or_path)
+    source = str(ensure_default_model(cache_dir)) if name == DEFAULT_MODEL else name
+    return AutoTokenizer.from_pretrained(source, revision=revision)
+
+
 def model_identity(name_or_path: str = DEFAULT_MODEL, *, revision: str | None = None,
                    cache_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
     """The identity :func:`load_causal_lm` would report, without loading the model.
