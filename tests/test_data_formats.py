@@ -282,7 +282,7 @@ def test_dataset_info_entries(shared_data, tmp_path):
         "v1_openai": {"file_name": "v1_sft_demo.jsonl", "formatting": "openai",
                       "columns": {"messages": "messages"}},
         "saved": {"file_name": "ds"},
-        "hub": {"hf_hub_url": "someone/data"},
+        "modelscope": {"ms_hub_url": "someone/data"},
         "gone": {"file_name": "missing.json"},
     }
     info_path = tmp_path / "dataset_info.json"
@@ -308,8 +308,8 @@ def test_dataset_info_entries(shared_data, tmp_path):
     write_subset(dpo, [4, 2], tmp_path / "dpo_sub.json")
     assert _read_json(tmp_path / "dpo_sub.json") == [raw[2], raw[4]]
 
-    with pytest.raises(DataError, match="points to hf_hub_url 'someone/data'"):
-        load_pool(info_path, dataset="hub")
+    with pytest.raises(DataError, match="points to ms_hub_url 'someone/data'"):
+        load_pool(info_path, dataset="modelscope")
     with pytest.raises(DataError, match="'missing.json', which does not exist"):
         load_pool(info_path, dataset="gone")
     with pytest.raises(DataError, match="no dataset entry 'qaa'; did you mean qa"):

@@ -1,8 +1,12 @@
-"""LLaMA-Factory ``dataset_info.json`` entries: a name → a local file and how to read it.
+"""LLaMA-Factory ``dataset_info.json`` entries: a name → a local file (or a Hugging Face
+dataset in the local cache) and how to read it; and the entry that describes a written
+subset.
 
-An entry has ``file_name`` (relative to the folder of ``dataset_info.json``), ``formatting``
-(``alpaca``, the default, ``sharegpt``, or ``openai``), ``columns`` (prompt/query/response/
-history/system/tools for Alpaca; messages/system/tools for ShareGPT; chosen/rejected with
+An entry has ``file_name`` (relative to the folder of ``dataset_info.json``) or
+``hf_hub_url`` (with optional ``subset``, ``folder``, ``split`` and ``revision``; as in
+LLaMA-Factory it takes precedence over ``file_name``), ``formatting`` (``alpaca``, the
+default, ``sharegpt``, or ``openai``), ``columns`` (prompt/query/response/history/system/
+tools for Alpaca; messages/system/tools for ShareGPT; chosen/rejected with
 ``ranking: true``) and ``tags`` (ShareGPT role and content keys). As in LLaMA-Factory, only
 the mapped columns are read: an Alpaca entry uses no system prompt or history unless it maps
 them. Preference entries are read with the chosen answer as the response.
@@ -12,23 +16,31 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from winnow.data.errors import DataError
 from winnow.data.formats import Spec, make_spec
 
 INFO_NAME = "dataset_info.json"
-HUB_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
+HUB_KEYS = ("ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")  # not read
+HF_KEYS = ("hf_hub_url", "subset", "folder", "split", "revision")
+TAG_NAMES = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag",
+             "function_tag", "system_tag")
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A resolved entry: its name, the data file (or save_to_disk folder) and the spec."""
+    """A resolved entry: its name, the data file (or save_to_disk folder) or, for an
+    ``hf_hub_url`` entry, ``hub`` (its ``HF_KEYS``), and the spec."""
 
     name: str
-    path: Path
+    path: Path | None
     spec: Spec
+    hub: dict[str, str] | None = None
 
 
 def info_path_of(path: Path) -> Path | None:
@@ -69,14 +81,19 @@ def resolve_entry(info_path: Path, name: str | None,
     entry = info[name]
     if not isinstance(entry, dict):
         raise DataError("entry must be an object", str(info_path), field=name)
-    if "file_name" not in entry:
-        hub = [k for k in HUB_KEYS if k in entry]
-        why = (f"it points to {hub[0]} {entry[hub[0]]!r}; winnow reads local files only"
-               if hub else "it has no file_name")
+    hub, path = None, None
+    if entry.get("hf_hub_url"):
+        hub = {k: str(entry[k]) for k in HF_KEYS if entry.get(k) is not None}
+    elif "file_name" not in entry:
+        other = [k for k in HUB_KEYS if k in entry]
+        why = (f"it points to {other[0]} {entry[other[0]]!r}; winnow reads local files and "
+               "Hugging Face datasets (hf_hub_url) in the local cache" if other
+               else "it has no file_name")
         raise DataError(f"entry {name!r} cannot be read: {why}", str(info_path),
                         field=f"{name}.file_name")
-    path = info_path.parent / entry["file_name"]
-    if not path.exists():
+    else:
+        path = info_path.parent / entry["file_name"]
+    if path is not None and not path.exists():
         raise DataError(f"entry {name!r} names {entry['file_name']!r}, which does not exist "
                         f"next to {INFO_NAME}", str(path), field=f"{name}.file_name")
     formatting = entry.get("formatting", "alpaca")
@@ -102,4 +119,78 @@ def resolve_entry(info_path: Path, name: str | None,
             spec = make_spec(fmt, cols, tags, defaults=False)
     except ValueError as e:
         raise DataError(str(e), str(info_path), field=name) from None
-    return Entry(name, path, spec)
+    return Entry(name, path, spec, hub)
+
+
+def load_hub(info_path: Path, entry: Entry):
+    """The ``datasets.Dataset`` of an ``hf_hub_url`` entry, from the local Hugging Face hub
+    cache (``HF_HUB_CACHE``; a snapshot that ``hf download`` or an earlier
+    ``datasets.load_dataset`` left there), loaded with ``datasets.load_dataset`` as
+    LLaMA-Factory loads it (subset, folder, split). Never downloads: a dataset that is not
+    cached is a ``DataError`` naming the file and the entry."""
+    from datasets import load_dataset
+    from huggingface_hub import constants, snapshot_download
+
+    hub = entry.hub or {}
+    repo, revision = hub["hf_hub_url"], hub.get("revision")
+    where = f"{repo!r}" + (f" at revision {revision!r}" if revision else "")
+    try:
+        folder = snapshot_download(repo, repo_type="dataset", revision=revision,
+                                   local_files_only=True)
+    except (FileNotFoundError, ValueError):  # not cached; or not a valid repo id
+        raise DataError(f"entry {entry.name!r}: the Hugging Face dataset {where} is not in the "
+                        f"local cache ({constants.HF_HUB_CACHE}); winnow does not download: "
+                        f"fetch it once (hf download {repo} --repo-type dataset) and run again",
+                        str(info_path), field=f"{entry.name}.hf_hub_url") from None
+    try:
+        return load_dataset(folder, name=hub.get("subset"), data_dir=hub.get("folder"),
+                            split=hub.get("split", "train"))
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise DataError(f"entry {entry.name!r}: cannot load the cached copy of {where} "
+                        f"({folder}): {e}", str(info_path), field=entry.name) from None
+
+
+def subset_entry(file_name: str, spec: Spec, fields: set[str]) -> dict[str, Any]:
+    """The LLaMA-Factory entry of a file of records read by ``spec`` whose fields are
+    ``fields``: ``formatting``, and every column and tag written out (LLaMA-Factory reads an
+    unlisted column as absent, and an unlisted tag as none)."""
+    if spec.chat:
+        roles = ("messages", "system", "tools")
+    else:
+        roles = ("prompt", "query", "response", "history", "system", "tools")
+    columns = {r: spec.columns[r] for r in roles if spec.columns.get(r) in fields}
+    entry: dict[str, Any] = {"file_name": file_name}
+    if spec.columns.get("chosen"):  # preference data keeps its pairs
+        entry["ranking"] = True
+        columns.pop("response", None)
+        columns["chosen"] = spec.columns["chosen"]
+        if "rejected" in fields:
+            columns["rejected"] = "rejected"
+    if spec.chat:
+        entry["formatting"] = "sharegpt"
+    entry["columns"] = columns
+    if spec.chat:
+        entry["tags"] = {k: spec.tags[k] for k in TAG_NAMES if spec.tags.get(k)}
+    return entry
+
+
+def add_entry(info_path: Path, name: str, entry: dict[str, Any]) -> None:
+    """Add (or replace) entry ``name`` of ``info_path``, keeping every other entry; an
+    existing entry of that name for another file is a ``DataError``. The write is atomic."""
+    info_path = Path(info_path)
+    info = read_info(info_path) if info_path.exists() else {}
+    old = info.get(name)
+    if old is not None and (not isinstance(old, dict)
+                            or old.get("file_name") != entry["file_name"]
+                            or any(k in old for k in ("hf_hub_url", *HUB_KEYS))):
+        raise DataError(f"entry {name!r} already describes other data ({json.dumps(old)}); "
+                        "name the subset file differently", str(info_path), field=name)
+    info[name] = entry
+    fd, tmp = tempfile.mkstemp(dir=info_path.parent, prefix=f".{INFO_NAME}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, info_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,5 +1,6 @@
 """Reading and writing record files: .json (array), .jsonl, .parquet, .csv and ``datasets``
-folders saved with ``save_to_disk`` ("arrow").
+folders saved with ``save_to_disk`` ("arrow"); and reading an in-memory ``datasets.Dataset``
+("dataset").
 
 Readers yield ``Row``s in file order and keep what the writer needs to reproduce the file:
 JSONL rows keep their raw line bytes (written back byte for byte), JSON arrays their
@@ -105,6 +106,11 @@ def read_rows(path: Path, file_type: str) -> tuple[dict[str, Any], Iterator[Row]
 
         return {}, _dict_rows(load_from_disk(str(path)).to_list())
     raise ValueError(f"unknown file type {file_type!r}")
+
+
+def dataset_rows(ds) -> tuple[dict[str, Any], Iterator[Row]]:
+    """(options, rows) of a ``datasets.Dataset``; the options keep its ``features``."""
+    return {"features": ds.features}, _dict_rows(ds.to_list())
 
 
 def _dict_rows(records: list[dict]) -> Iterator[Row]:
