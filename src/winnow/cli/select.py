@@ -26,6 +26,7 @@ from winnow.cli.common import (
     shard_executor,
     stdout,
 )
+from winnow.data.convert import OUT_FORMATS
 from winnow.data.errors import DataError
 
 DEFAULT_METHOD = "quality"
@@ -48,7 +49,8 @@ def _config(path: Path | None) -> dict[str, Any]:
     if not isinstance(doc, dict):
         fail(f"{path}: a config file is a mapping of options")
     allowed = {"method", "data", "budget", "out", "scores", "manifest", "target", "seed",
-               "model", "params", "format", "columns", "dataset", "on_error", "decontaminate"}
+               "model", "params", "format", "columns", "dataset", "on_error", "decontaminate",
+               "out_format"}
     unknown = set(doc) - allowed
     if unknown:
         fail(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -64,6 +66,9 @@ def select_cmd(
                                                help="Count (1000) or fraction (5%, 0.05); "
                                                "threshold methods (alpagasus) need none.")] = None,
     out_path: Annotated[str | None, typer.Option("--out", "-o", help="Subset file.")] = None,
+    out_format: Annotated[str | None, typer.Option(
+        "--out-format", help="Write the subset as alpaca | sharegpt | messages (TRL's "
+        "conversational rows); default: the pool's own format.")] = None,
     scores: Annotated[str | None, typer.Option(help="Per-example scores file "
                                                "(.jsonl/.json/.csv/.parquet; default: "
                                                "next to --out).")] = None,
@@ -112,6 +117,9 @@ def select_cmd(
     data = data or cfg.get("data")
     budget = budget or cfg.get("budget")
     out_path = out_path or cfg.get("out")
+    out_format = out_format or cfg.get("out_format")
+    if out_format is not None and out_format not in OUT_FORMATS:
+        fail(f"--out-format must be one of {', '.join(OUT_FORMATS)}, not {out_format!r}")
     if not data:
         fail("--data is required")
     started = time.perf_counter()
@@ -144,7 +152,7 @@ def select_cmd(
         stem = str(Path(out_path).with_suffix("")) if out_path else None
         manifest = manifest or cfg.get("manifest") or (stem and stem + ".manifest.json")
         scores = scores or cfg.get("scores") or (stem and stem + ".scores.jsonl")
-        write_outputs(result, data=data, out=out_path, scores=scores,
+        write_outputs(result, data=data, out=out_path, out_format=out_format, scores=scores,
                       manifest_path=manifest, command=sys.argv,
                       seconds=time.perf_counter() - started)
     except DataError as e:

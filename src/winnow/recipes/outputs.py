@@ -157,12 +157,18 @@ def manifest(result: RunResult, *, data: str, outputs: dict[str, str],
 
 def write_outputs(result: RunResult, *, data: str, out: str | None, scores: str | None,
                   manifest_path: str | None, command: list[str] | None = None,
-                  seconds: float | None = None, extra: dict[str, Any] | None = None) -> dict:
-    """Write the subset (pool order), the scores file and the manifest; return the manifest."""
+                  seconds: float | None = None, extra: dict[str, Any] | None = None,
+                  out_format: str | None = None) -> dict:
+    """Write the subset (pool order; the pool's own records, or converted to
+    ``out_format``) with its entry in the ``dataset_info.json`` beside it, the scores file
+    and the manifest; return the manifest."""
     outputs = {}
     if out:
-        write_subset(result.pool, np.sort(result.selected), out)
+        info = write_subset(result.pool, np.sort(result.selected), out, out_format=out_format,
+                            dataset_info=True)
         outputs["subset"] = str(out)
+        if info is not None:
+            outputs["dataset_info"] = str(info)
     if scores:
         write_scores(result, scores)
         outputs["scores"] = str(scores)
