@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from winnow.cli import demo, diversity, evaluate, explain, score, select, train
+from winnow.cli import demo, diversity, evaluate, explain, report, score, select, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Select instruction-tuning data for LLMs.")
@@ -15,6 +15,7 @@ app.command("score")(score.score_cmd)
 app.command("demo")(demo.demo_cmd)
 app.command("diversity")(diversity.diversity_cmd)
 app.command("explain")(explain.explain_cmd)
+app.command("report")(report.report_cmd)
 app.command("train")(train.train_cmd)
 app.command("export")(train.export_cmd)
 app.command("evaluate")(evaluate.evaluate_cmd)

@@ -88,6 +88,8 @@ def select_cmd(
     cache_dir: CacheOpt = None,
     executor: ExecutorOpt = "local",
     workers: WorkersOpt = 2,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report "
+                                            "(<out>.report.html).")] = False,
     judge_url: Annotated[str | None, typer.Option(
         "--judge-url", help="OpenAI-compatible endpoint (http://host:port/v1) for every "
         "judge signal (default: the built-in llama.cpp server).")] = None,
@@ -105,9 +107,9 @@ def select_cmd(
     decontaminate_ngram: Annotated[int, typer.Option(
         "--decontaminate-ngram", min=1, help="Words per n-gram of --decontaminate.")] = 13,
 ) -> None:
-    """Select a subset of a pool with a method; write subset, scores and manifest."""
+    """Select a subset of a pool with a method; write subset, scores, manifest and report."""
     from winnow.recipes.decontaminate_stage import with_decontamination
-    from winnow.recipes.outputs import write_outputs
+    from winnow.recipes.outputs import run_diversity, write_outputs
     from winnow.recipes.recipe import load_recipe
     from winnow.recipes.runner import run_recipe
     from winnow.store import Store
@@ -152,14 +154,22 @@ def select_cmd(
         stem = str(Path(out_path).with_suffix("")) if out_path else None
         manifest = manifest or cfg.get("manifest") or (stem and stem + ".manifest.json")
         scores = scores or cfg.get("scores") or (stem and stem + ".scores.jsonl")
+        report = None if no_report or not (stem and scores and manifest) else (
+            stem + ".report.html")
         write_outputs(result, data=data, out=out_path, out_format=out_format, scores=scores,
                       manifest_path=manifest, command=sys.argv,
-                      seconds=time.perf_counter() - started)
+                      seconds=time.perf_counter() - started,
+                      extra={"diversity": run_diversity(result, seed=common["seed"])}
+                      if report else None)
+        if report:
+            from winnow.report.html import write_report
+
+            write_report(manifest, report, pool=pool)
     except DataError as e:
         fail(str(e))
     except (KeyError, ValueError) as e:
         fail(e.args[0] if e.args else str(e))
-    _summary(result, out_path, scores, manifest)
+    _summary(result, out_path, scores, manifest, report)
 
 
 def _judge_options(recipe, **options: Any):
@@ -186,7 +196,7 @@ def _judge_options(recipe, **options: Any):
     return replace(recipe, signals=signals)
 
 
-def _summary(result, out_path, scores, manifest) -> None:
+def _summary(result, out_path, scores, manifest, report) -> None:
     table = Table("stage", "in", "out", "seconds", box=None)
     for s in result.stages:
         table.add_row(f"{s['stage']} {s['kind']}", str(s["in"]), str(s["out"]),
@@ -194,6 +204,7 @@ def _summary(result, out_path, scores, manifest) -> None:
     console.print(table)
     console.print(f"[bold green]{result.recipe.name}[/]: selected {len(result.selected)} of "
                   f"{len(result.pool)} (budget {result.budget})")
-    for label, path in (("subset", out_path), ("scores", scores), ("manifest", manifest)):
+    for label, path in (("subset", out_path), ("scores", scores), ("manifest", manifest),
+                        ("report", report)):
         if path:
             console.print(f"  {label}: {path}")

@@ -49,16 +49,19 @@ class Explanation:
     chain: list[dict[str, Any]] = field(default_factory=list)
 
     def why(self) -> str | None:
-        """The reason as a phrase: ``exact duplicate of ID (similarity 0.97)``,
-        ``ranked-out (by ifd, cutoff 0.97)``; None when selected."""
-        if self.reason is None:
-            return None
-        rest = dict(self.detail)
-        head = self.reason
-        if self.reason == "duplicate" and "of" in rest:
-            head = f"{rest.pop('method', '')} duplicate of {rest.pop('of')}".lstrip()
-        shown = ", ".join(f"{k} {_show(v)}" for k, v in rest.items())
-        return f"{head} ({shown})" if shown else head
+        """The reason as a phrase (see :func:`reason_phrase`); None when selected."""
+        return None if self.reason is None else reason_phrase(self.reason, self.detail)
+
+
+def reason_phrase(reason: str, detail: Any = None) -> str:
+    """A reason code and its detail (a mapping, or its JSON) as a phrase: ``exact duplicate
+    of ID (similarity 0.97)``, ``ranked-out (by ifd, cutoff 0.97)``."""
+    rest = detail_of(detail)
+    head = reason
+    if reason == "duplicate" and "of" in rest:
+        head = f"{rest.pop('method', '')} duplicate of {rest.pop('of')}".lstrip()
+    shown = ", ".join(f"{k} {_show(v)}" for k, v in rest.items())
+    return f"{head} ({shown})" if shown else head
 
 
 def _show(v: Any) -> str:
@@ -127,7 +130,8 @@ def _value(v: Any) -> Any:
     return None if v == "" or (isinstance(v, float) and math.isnan(v)) else v
 
 
-def _detail(v: Any) -> dict[str, Any]:
+def detail_of(v: Any) -> dict[str, Any]:
+    """A ``fate_detail`` cell as a mapping (it is JSON text in .csv/.parquet files)."""
     v = _value(v)
     if isinstance(v, str):
         v = json.loads(v)
@@ -156,7 +160,7 @@ def explain_example(rows: list[dict[str, Any]], example_id: str,
                       rank=_value(row.get("rank")), fate=str(row["stage"]),
                       stage=None if stage is None else int(stage),
                       kind=_value(row["fate_kind"]), reason=_value(row["fate_reason"]),
-                      detail=_detail(row["fate_detail"]),
+                      detail=detail_of(row["fate_detail"]),
                       signals={k: _value(v) for k, v in row.items() if k not in BOOKKEEPING})
     if manifest:
         out.chain = [{"stage": s["stage"], "kind": s["kind"],
