@@ -30,7 +30,8 @@ def convert_records(pool: Pool, indices: Iterable[int], fmt: str) -> list[dict[s
 
     The conversation fields come first, then the example's scalar fields (``domain``, its
     ``id`` field, ...). Optional fields (``system``, ``history``, ``tools``) are on every
-    record (empty where an example has none) when any example has one, else on none.
+    record (empty, or null ``tools``, where an example has none: TRL parses any tools
+    string) when any example has one, else on none.
     """
     if fmt not in OUT_FORMATS:
         raise ValueError(f"unknown output format {fmt!r}; choose one of "
@@ -40,7 +41,7 @@ def convert_records(pool: Pool, indices: Iterable[int], fmt: str) -> list[dict[s
     records = []
     for i in indices:
         system, turns = _split(pool, i, fmt)
-        rec = WRITERS[fmt](system, turns, (tools[i] if tools else None) or "")
+        rec = WRITERS[fmt](system, turns, tools[i] if tools else None)
         for key, column in pool.extra.items():
             if key not in RESERVED[fmt]:
                 rec[key] = column[i]
@@ -75,7 +76,7 @@ def _split(pool: Pool, i: int, fmt: str) -> tuple[str, list[dict[str, str]]]:
     return system, turns
 
 
-def _alpaca(system: str, turns: list[dict[str, str]], tools: str) -> dict[str, Any]:
+def _alpaca(system: str, turns: list[dict[str, str]], tools: str | None) -> dict[str, Any]:
     user, answer = turns[-2], turns[-1]
     history = [[turns[k]["content"], turns[k + 1]["content"]]
                for k in range(0, len(turns) - 2, 2)]
@@ -84,7 +85,7 @@ def _alpaca(system: str, turns: list[dict[str, str]], tools: str) -> dict[str, A
             "history": history, "tools": tools}
 
 
-def _sharegpt(system: str, turns: list[dict[str, str]], tools: str) -> dict[str, Any]:
+def _sharegpt(system: str, turns: list[dict[str, str]], tools: str | None) -> dict[str, Any]:
     conv = []
     for k, turn in enumerate(turns):
         called = turn["role"] == "assistant" and k + 1 < len(turns) and turns[k + 1][
@@ -94,7 +95,7 @@ def _sharegpt(system: str, turns: list[dict[str, str]], tools: str) -> dict[str,
     return {"conversations": conv, "system": system, "tools": tools}
 
 
-def _messages(system: str, turns: list[dict[str, str]], tools: str) -> dict[str, Any]:
+def _messages(system: str, turns: list[dict[str, str]], tools: str | None) -> dict[str, Any]:
     head = [{"role": "system", "content": system}] if system else []
     return {"messages": head + [{"role": t["role"], "content": t["content"]} for t in turns],
             "tools": tools}
