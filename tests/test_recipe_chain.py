@@ -257,8 +257,9 @@ def mixed_sample(shared_data: Path, per_domain: int) -> list[dict]:
 
 
 def test_select_without_method_runs_quality(shared_data, session_cache, tmp_path):
-    """`winnow select` with no method runs the ``quality`` chain; the model and the
-    embedder see only the examples that reach the stages needing them."""
+    """`winnow select` with no method runs the ``quality`` chain; the tokenizer, the
+    repetition rules, the model and the embedder see only the examples that reach the
+    stages needing them."""
     from typer.testing import CliRunner
 
     from winnow.cli import app
@@ -273,16 +274,23 @@ def test_select_without_method_runs_quality(shared_data, session_cache, tmp_path
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "s.manifest.json").read_text())
     assert manifest["recipe"]["name"] == "quality" and manifest["selected"] == 8
-    assert [s["kind"] for s in manifest["stages"]] == ["dedup", "dedup", "filter", "select"]
+    assert [s["kind"] for s in manifest["stages"]] == ["dedup", "dedup", "filter", "filter",
+                                                       "filter", "select"]
     rows = {json.loads(line)["id"]: json.loads(line)
             for line in (tmp_path / "scores.jsonl").read_text().splitlines()}
     assert rows["planted-copy"]["stage"] == \
         f"stage 0 (dedup exact): exact duplicate of {records[2]['id']}"
     for row in rows.values():
         stage = row["stage"]
-        if stage.startswith(("stage 0", "stage 1")):
+        if stage.startswith(("stage 0", "stage 1", "stage 2", "stage 3")):
             assert row["ifd"] is None and row["response_tokens"] is None  # never scored
+        if stage.startswith(("stage 0", "stage 1")):
+            assert row["tokens"] is None and row["gopher_words"] is None  # never measured
         elif stage.startswith("stage 2"):
+            assert row["tokens"] > 512 and row["gopher_words"] is None
+        elif stage.startswith("stage 3"):
+            assert not row["gopher_repetition_pass"] and row["gopher_words"] >= 50
+        elif stage.startswith("stage 4"):
             assert row["ifd"] is None or row["ifd"] >= 1 or row["response_tokens"] < 3
         else:
             assert row["ifd"] < 1 and row["response_tokens"] >= 3
