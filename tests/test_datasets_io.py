@@ -34,6 +34,12 @@ stages:
 """
 
 
+@pytest.fixture(autouse=True)
+def _datasets_cache(tmp_path, monkeypatch):
+    """``datasets`` prepares what these tests load under the test's folder, not ~/.cache."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
+
+
 def _turns(conv: list[dict]) -> list[tuple[str, str]]:
     return [(t["role"], t["content"]) for t in conv]
 
@@ -337,7 +343,6 @@ def test_hub_entries_load_offline_from_the_local_cache(shared_data, tmp_path, mo
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
     alpaca = json.loads((shared_data / "alpaca_en_demo.json").read_text())[:30]
     tools = json.loads((shared_data / "glaive_toolcall_en_demo.json").read_text())[:12]
     readme = ("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
