@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -103,26 +104,31 @@ def run_diversity(result: RunResult, *, seed: int = 0) -> dict[str, dict[str, fl
     TTR and vocd-D of every example's last exchange and, when the run computed an
     ``embedding`` column, the embedding metrics of the rows that have one (``embedded``
     counts them; the subset's coverage is of the pool's embedded rows). See
-    :func:`winnow.metrics.diversity.diversity_report`."""
+    :func:`winnow.metrics.diversity.diversity_report`; NaN where a set is too small."""
     from winnow.data.pool import last_exchange
     from winnow.metrics.diversity import diversity_report, ttr, vocd_d
 
     texts = ["\n".join(last_exchange(c)) for c in result.pool.conversations]
-    chosen = np.sort(result.selected)
-    sets = {"pool": np.arange(len(texts)), "subset": chosen}
     X = result.columns.get("embedding")
-    if X is None or getattr(X, "ndim", 0) != 2:
-        return {name: {"n": len(rows), "ttr": ttr([texts[i] for i in rows]),
-                       "vocd_d": vocd_d([texts[i] for i in rows], random_state=seed)}
-                for name, rows in sets.items()}
-    X = np.asarray(X, dtype=np.float32)
-    embedded = np.flatnonzero(np.isfinite(X).all(axis=1))
+    if X is not None and getattr(X, "ndim", 0) == 2:
+        X = np.asarray(X, dtype=np.float32)
+        embedded = np.flatnonzero(np.isfinite(X).all(axis=1))
+    else:
+        embedded = np.array([], dtype=np.int64)
     out = {}
-    for name, rows in sets.items():
-        rows_x = np.intersect1d(rows, embedded)
-        reference = X[embedded] if name == "subset" else None
-        out[name] = {**diversity_report([texts[i] for i in rows], X[rows_x], reference,
-                                        random_state=seed), "embedded": len(rows_x)}
+    sets = {"pool": np.arange(len(texts)), "subset": np.sort(result.selected)}
+    with warnings.catch_warnings():  # means over one-point sets are NaN, as reported
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name, rows in sets.items():
+            picked = [texts[i] for i in rows]
+            rows_x = np.intersect1d(rows, embedded)
+            if len(rows_x):
+                reference = X[embedded] if name == "subset" else None
+                out[name] = {**diversity_report(picked, X[rows_x], reference,
+                                                random_state=seed), "embedded": len(rows_x)}
+            else:
+                out[name] = {"n": len(picked), "ttr": ttr(picked),
+                             "vocd_d": vocd_d(picked, random_state=seed)}
     return out
 
 

@@ -113,10 +113,10 @@ def histogram_figure(rows: list[dict[str, Any]], column: str,
     chosen = [v for v, selected in values if selected]
     fig.add_histogram(x=chosen, name=f"subset ({len(chosen)})", marker_color=SUBSET_COLOR,
                       bingroup=1)
-    for cut in column_cuts:
+    for k, cut in enumerate(column_cuts):
         fig.add_vline(x=cut["value"], line_dash="dash", line_color=CUT_COLOR,
                       annotation_text=f"stage {cut['stage']}: {cut['value']:.4g}",
-                      annotation_position="top")
+                      annotation_position="top right", annotation_yshift=-16 * k)
     fig.update_layout(barmode="overlay")
     fig.update_traces(opacity=0.75)
     return _layout(fig, column)

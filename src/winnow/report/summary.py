@@ -17,8 +17,9 @@ Row = dict[str, Any]
 MAX_CATEGORIES = 30
 _NUMBER = r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
 _NAME = r"[A-Za-z_][\w:]*"
-_COMPARISON = re.compile(rf"\b({_NAME})\s*(?:<=|>=|<|>|==)\s*({_NUMBER})\b"
-                         rf"|({_NUMBER})\s*(?:<=|>=|<|>|==)\s*({_NAME})\b")
+_OP = r"\s*(?:<=|>=|<|>|==)\s*"
+_COMPARISON = re.compile(rf"\b({_NAME}){_OP}({_NUMBER})\b(?!\s*[-+*/%])"
+                         rf"|(?<![\w.*/%+-])({_NUMBER}){_OP}({_NAME})\b")
 
 
 def number(v: Any) -> float | None:
@@ -146,12 +147,13 @@ def duplicate_groups(rows: list[Row], stage: int, limit: int = 20) -> list[dict[
 
 def categorical_columns(extra: dict[str, list[Any]]) -> list[str]:
     """Pool fields to break the composition down by: text values, 2 to
-    :data:`MAX_CATEGORIES` distinct ones (``domain``, ``source``, ``language``...)."""
+    :data:`MAX_CATEGORIES` distinct ones and some repeated (``domain``, ``source``,
+    ``language``...; not an id)."""
     out = []
     for name, values in extra.items():
         present = [v for v in values if v is not None]
         if present and all(isinstance(v, str) for v in present):
-            if 2 <= len(set(present)) <= MAX_CATEGORIES:
+            if 2 <= len(set(present)) <= min(MAX_CATEGORIES, len(present) - 1):
                 out.append(name)
     return out
 
