@@ -42,7 +42,7 @@ stages:
     threshold: 0.7
   - filter: "length >= 60 and words >= 3"
   - bottom: length
-    keep: 60%
+    keep: 40%
   - select: kcenter
     inputs: {X: embedding}
 """
