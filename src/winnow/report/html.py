@@ -34,8 +34,9 @@ SUBSET_COLOR, POOL_COLOR, CUT_COLOR = "#2a9d8f", "#8d99ae", "#e76f51"
 
 @dataclass
 class Run:
-    """What a report is drawn from: the manifest, the score rows, the pool when it could be
-    read (``note`` says why not) and where the manifest lies."""
+    """What a report is drawn from: the manifest, the score rows, where the manifest lies,
+    the pool when it could be read (``note`` says why not) and its ``texts`` (example id →
+    instruction and response of the last exchange)."""
 
     manifest: dict[str, Any]
     rows: list[dict[str, Any]]
@@ -138,18 +139,48 @@ def _div(fig: go.Figure, div_id: str) -> Markup:
                               config={"displaylogo": False, "responsive": True}))
 
 
+def _categories(run: Run, column: str) -> dict[str, Any]:
+    """Example id → its value of a pool field."""
+    return dict(zip(run.pool.ids, run.pool.extra[column])) if run.pool else {}
+
+
 def _example(run: Run, row: dict[str, Any], column: str | None,
-             category: str | None) -> dict[str, Any]:
-    """One example as a table row: id, category, the cut column's value, why, text."""
+             labels: dict[str, Any]) -> dict[str, Any]:
+    """One example as a table row: id, category (``labels``), the cut column's value, its
+    fate and the start of its instruction and response."""
     i = str(row.get("id"))
     instruction, response = run.texts.get(i, ("", ""))
-    return {"id": i, "category": _categories(run, category).get(i) if category else None,
-            "value": row.get(column) if column else None, "why": summary.why(row),
-            "instruction": instruction[:SNIPPET], "response": response[:SNIPPET]}
+    return {"id": i, "category": labels.get(i), "value": row.get(column) if column else None,
+            "why": summary.why(row), "instruction": instruction[:SNIPPET],
+            "response": response[:SNIPPET]}
 
 
-def _categories(run: Run, column: str) -> dict[str, Any]:
-    return dict(zip(run.pool.ids, run.pool.extra[column])) if run.pool else {}
+def _sides(run: Run, stages: list[dict[str, Any]], all_cuts: list[dict[str, Any]],
+           labels: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each stage that dropped examples (dedup aside): its first cut and the examples on
+    either side of it."""
+    out = []
+    for s in stages:
+        if s["kind"] == "dedup" or not s["dropped"]:
+            continue
+        cut = next((x for x in all_cuts if x["stage"] == s["stage"]), None)
+        column = cut["column"] if cut else None
+        side = summary.either_side(run.rows, s["stage"], column, cut and cut["value"])
+        out.append({"stage": s, "cut": cut, "column": column,
+                    **{k: [_example(run, r, column, labels) for r in v]
+                       for k, v in side.items()}})
+    return out
+
+
+def _groups(run: Run, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each dedup stage, its duplicate groups with the kept example's instruction."""
+    out = []
+    for s in (s for s in stages if s["kind"] == "dedup"):
+        groups = summary.duplicate_groups(run.rows, s["stage"])
+        for group in groups:
+            group["text"] = run.texts.get(group["kept"], ("", ""))[0][:SNIPPET]
+        out.append({"stage": s, "groups": groups})
+    return out
 
 
 def context(run: Run) -> dict[str, Any]:
@@ -159,40 +190,23 @@ def context(run: Run) -> dict[str, Any]:
     columns = summary.numeric_columns(rows)
     all_cuts = summary.cuts(m, columns)
     categories = summary.categorical_columns(run.pool.extra) if run.pool else []
-    first = categories[0] if categories else None
-    histograms = [{"column": c, "cuts": [x for x in all_cuts if x["column"] == c],
-                   "chart": _div(histogram_figure(rows, c, [x for x in all_cuts
-                                                            if x["column"] == c]),
-                                 f"histogram-{k}")}
+    histograms = [{"column": c, "chart": _div(histogram_figure(
+                      rows, c, [x for x in all_cuts if x["column"] == c]), f"histogram-{k}")}
                   for k, c in enumerate(columns)]
     compositions = []
     for k, c in enumerate(categories):
         counts = summary.composition(rows, _categories(run, c))
         compositions.append({"column": c, "counts": counts,
                              "chart": _div(composition_figure(c, counts), f"composition-{k}")})
-    sides, groups = [], []
-    for s in stages:
-        if s["kind"] == "dedup":
-            groups.append({"stage": s, "groups": summary.duplicate_groups(rows, s["stage"])})
-            continue
-        if not s["dropped"]:
-            continue
-        cut = next((x for x in all_cuts if x["stage"] == s["stage"]), None)
-        column = cut["column"] if cut else None
-        side = summary.either_side(rows, s["stage"], column, cut["value"] if cut else None)
-        sides.append({"stage": s, "cut": cut, "column": column,
-                      **{k: [_example(run, r, column, first) for r in v]
-                         for k, v in side.items()}})
-    for g in groups:
-        for group in g["groups"]:
-            group["text"] = run.texts.get(group["kept"], ("", ""))[0][:SNIPPET]
+    first = categories[0] if categories else None
     diversity = m.get("diversity") or {}
-    metrics = list(dict.fromkeys(k for d in diversity.values() for k in d))
     return {"m": m, "note": run.note, "stages": stages,
             "funnel": _div(funnel_figure(stages, m.get("pool", {}).get("n", len(rows))),
                            "funnel"),
             "histograms": histograms, "compositions": compositions, "category": first,
-            "sides": sides, "groups": groups, "diversity": diversity, "metrics": metrics,
+            "sides": _sides(run, stages, all_cuts, _categories(run, first) if first else {}),
+            "groups": _groups(run, stages), "diversity": diversity,
+            "metrics": list(dict.fromkeys(k for d in diversity.values() for k in d)),
             "params": json.dumps(m.get("recipe", {}).get("params") or {}, default=str),
             "plotly_js": Markup(get_plotlyjs())}
 
