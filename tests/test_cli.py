@@ -32,29 +32,31 @@ def test_methods_lists_recipes():
 
 
 @pytest.mark.parametrize("scores_name", ["sc.jsonl"])
-def test_select_ifd_alpaca(shared_data, session_cache, tmp_path, scores_name):
-    src = shared_data / "alpaca_en_demo.json"
+def test_select_ifd_alpaca(alpaca300, session_cache, tmp_path, scores_name):
+    """`winnow select ifd` on 300 real Alpaca records: 5% of them, verbatim and in pool
+    order, the highest IFD among those under 1; a scores row per record; the manifest."""
+    src = alpaca300
     out, scores = tmp_path / "s.json", tmp_path / scores_name
     result = invoke("select", "ifd", "--data", src, "--budget", "5%", "--out", out,
                     "--scores", scores, "--cache-dir", session_cache)
     assert result.exit_code == 0, result.output
     pool = json.loads(src.read_text(encoding="utf-8"))
     subset = json.loads(out.read_text(encoding="utf-8"))
-    assert len(subset) == 50
+    assert len(subset) == 15
     positions = [pool.index(rec) for rec in subset]
     assert positions == sorted(positions), "subset keeps pool order"
     rows = read_jsonl(scores)
-    assert len(rows) == 999
+    assert len(rows) == 300
     chosen = [r for r in rows if r["selected"]]
-    assert len(chosen) == 50
+    assert len(chosen) == 15
     assert all(r["ifd"] < 1 for r in chosen)
     worst_chosen = min(r["ifd"] for r in chosen)
     dropped = [r for r in rows if not r["selected"] and r["ifd"] is not None and r["ifd"] < 1
                and not r["truncated"]]
     assert all(r["ifd"] <= worst_chosen for r in dropped), "top IFD among those kept"
     manifest = json.loads((tmp_path / "s.manifest.json").read_text())
-    assert manifest["recipe"]["name"] == "ifd" and manifest["selected"] == 50
-    assert manifest["pool"]["n"] == 999 and manifest["pool"]["sha256"]
+    assert manifest["recipe"]["name"] == "ifd" and manifest["selected"] == 15
+    assert manifest["pool"]["n"] == 300 and manifest["pool"]["sha256"]
 
 
 def _small_copy(shared_data: Path, name: str, tmp_path: Path, n: int = 24) -> Path:

@@ -233,12 +233,16 @@ def check_chain_run(data: Path, cache: Path, out_dir: Path, budget: int = 20) ->
     assert "ifd" in explained.output
 
 
-def test_chain_on_alpaca_demo_from_cli(shared_data, session_cache, tmp_path):
-    """exact dedup → near dedup → ifd < 1 → top 20% by IFD → facility location, on the real
-    Alpaca demo with SmolLM2 and MiniLM (lm_scores shared with the ``ifd`` CLI test)."""
-    check_chain_run(shared_data / "alpaca_en_demo.json", session_cache, tmp_path)
+def test_chain_on_alpaca_demo_from_cli(alpaca300, session_cache, tmp_path):
+    """exact dedup → near dedup → ifd < 1 → top 20% by IFD → facility location, on 300 real
+    Alpaca records with SmolLM2 and MiniLM (lm_scores shared with the ``ifd`` CLI test);
+    every exact copy leaves at the exact stage."""
+    check_chain_run(alpaca300, session_cache, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
-    assert sum(r["stage"].startswith("stage 0 (dedup exact)") for r in rows) == 14
+    texts = [normalize(t) for t in texts_of(load_pool(str(alpaca300)).conversations)]
+    copies = len(texts) - len(set(texts))
+    assert copies >= 1
+    assert sum(r["stage"].startswith("stage 0 (dedup exact)") for r in rows) == copies
 
 
 def mixed_sample(shared_data: Path, per_domain: int) -> list[dict]:
@@ -257,9 +261,8 @@ def mixed_sample(shared_data: Path, per_domain: int) -> list[dict]:
 
 
 def test_select_without_method_runs_quality(shared_data, session_cache, tmp_path):
-    """`winnow select` with no method runs the ``quality`` chain; the tokenizer, the
-    repetition rules, the model and the embedder see only the examples that reach the
-    stages needing them."""
+    """`winnow select` with no method runs the ``quality`` chain; the tokenizer, the model
+    and the embedder see only the examples that reach the stages needing them."""
     from typer.testing import CliRunner
 
     from winnow.cli import app
@@ -275,22 +278,20 @@ def test_select_without_method_runs_quality(shared_data, session_cache, tmp_path
     manifest = json.loads((tmp_path / "s.manifest.json").read_text())
     assert manifest["recipe"]["name"] == "quality" and manifest["selected"] == 8
     assert [s["kind"] for s in manifest["stages"]] == ["dedup", "dedup", "filter", "filter",
-                                                       "filter", "select"]
+                                                       "select"]
     rows = {json.loads(line)["id"]: json.loads(line)
             for line in (tmp_path / "scores.jsonl").read_text().splitlines()}
     assert rows["planted-copy"]["stage"] == \
         f"stage 0 (dedup exact): exact duplicate of {records[2]['id']}"
     for row in rows.values():
         stage = row["stage"]
-        if stage.startswith(("stage 0", "stage 1", "stage 2", "stage 3")):
+        if stage.startswith(("stage 0", "stage 1", "stage 2")):
             assert row["ifd"] is None and row["response_tokens"] is None  # never scored
         if stage.startswith(("stage 0", "stage 1")):
-            assert row["tokens"] is None and row["gopher_words"] is None  # never measured
+            assert row["tokens"] is None  # never measured
         elif stage.startswith("stage 2"):
-            assert row["tokens"] > 512 and row["gopher_words"] is None
+            assert row["tokens"] > 512
         elif stage.startswith("stage 3"):
-            assert not row["gopher_repetition_pass"] and row["gopher_words"] >= 50
-        elif stage.startswith("stage 4"):
             assert row["ifd"] is None or row["ifd"] >= 1 or row["response_tokens"] < 3
         else:
             assert row["ifd"] < 1 and row["response_tokens"] >= 3
