@@ -128,6 +128,7 @@ SELECTORS = Registry("selector", {
     "lift-variety": "winnow.selectors.lift:LiftVariety",
     "instag": "winnow.selectors.instag:InsTagSampler",
     "mig": "winnow.selectors.mig:MIG",
+    "quota": "winnow.selectors.quota:Quota",
 })
 
 STAGES = Registry("stage kind", {
