@@ -271,3 +271,32 @@ def test_gopher_thresholds_are_parameters(store):
     assert not strict["gopher_repetition_pass"].any() and loose["gopher_repetition_pass"].all()
     assert "top_2_gram_char_frac" not in loose and "dup_6_gram_char_frac" not in loose
     np.testing.assert_allclose(loose["dup_line_frac"], strict["dup_line_frac"])
+
+
+def test_example_recipe_with_every_model_free_filter(mixed, store, shared_data):
+    """examples/recipes/prefilter_quality.yaml validates; its model-free stages on a real
+    sample drop exactly what their columns say (the model stages are left out here)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from winnow.recipes.recipe import load_recipe
+    from winnow.recipes.validate import validate
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "recipes" / "prefilter_quality.yaml"
+    recipe = load_recipe(str(path)).with_params({"languages": ["en"], "max_length": 256})
+    validate(recipe, pool=mixed)
+    cheap = replace(recipe, stages=[*recipe.stages[:5], {"random": {}}])
+    pool = _sample(mixed, 8)
+    result = run_recipe(cheap, pool, "100%", store=store)
+    c, left = result.columns, result.left_stage
+    assert [s["label"] for s in result.stages[2:5]] == [
+        "filter language in ['en']", "filter tokens <= 256",
+        "filter gopher_repetition_pass or gopher_words < 50"]
+    for i in np.flatnonzero(left >= 2):
+        assert (left[i] == 2) == (c["language"][i] != "en")
+        if left[i] > 2:
+            assert (left[i] == 3) == (c["tokens"][i] > 256)
+        if left[i] > 3:
+            assert (left[i] == 4) == (not c["gopher_repetition_pass"][i]
+                                      and c["gopher_words"][i] >= 50)
+    assert {2, 3, -1} <= set(left.tolist())
