@@ -10,8 +10,8 @@ English web text). Fractions whose denominator is zero are NaN; an empty text fa
 Filter with the verdict (``gopher_repetition_pass``) or with expressions over the values
 (``dup_line_frac <= 0.3 and dup_5_gram_char_frac <= 0.15``). The rules were set on web
 documents of at least 50 words: a two-word answer is its own top 2-gram, so short
-responses fail ``top_2_gram_char_frac``; the ``quality`` chain applies the repetition
-verdict to responses of at least 50 words (``gopher_words``).
+responses fail ``top_2_gram_char_frac``; ``examples/recipes/prefilter_quality.yaml``
+applies the repetition verdict to responses of at least 50 words (``gopher_words``).
 """
 
 from __future__ import annotations
