@@ -413,3 +413,37 @@ def test_dataset_pool_errors():
         load_pool(datasets.DatasetDict({"train": ds}))
     with pytest.raises(TypeError, match="not list"):
         load_pool([{"instruction": "Hi", "output": "Hello."}])
+
+
+def test_messages_output_trains_a_few_steps_in_trls_sft_trainer(shared_data, tmp_path):
+    """`winnow select --out-format messages` writes a file that TRL's SFTTrainer loads
+    through `datasets` and trains the built-in model on: two steps, each with a finite
+    positive loss."""
+    import math
+
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from winnow.models.causal_lm import ensure_default_model, load_tokenizer
+
+    out = tmp_path / "subset.jsonl"
+    result = CliRunner().invoke(app, ["select", "random", "--data",
+                                      str(shared_data / "alpaca_en_demo.json"), "--budget",
+                                      "8", "--out", str(out), "--out-format", "messages",
+                                      "--no-report"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    train = load_dataset("json", data_files=str(out), split="train",
+                         cache_dir=str(tmp_path / "hf"))
+    tokenizer = load_tokenizer()
+    model = AutoModelForCausalLM.from_pretrained(ensure_default_model())
+    config = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2,
+                       per_device_train_batch_size=4, max_length=256, learning_rate=1e-5,
+                       logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
+                       dataset_num_proc=None, bf16=False)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train,
+                         processing_class=tokenizer)
+    assert trainer.train_dataset.num_rows == 8
+    history = trainer.train().metrics
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 2 and all(math.isfinite(x) and x > 0 for x in losses), history
