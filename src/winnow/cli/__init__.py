@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import typer
 
-from winnow.cli import demo, diversity, evaluate, explain, report, score, select, train
+from winnow.cli import (
+    demo,
+    diversity,
+    evaluate,
+    explain,
+    plan,
+    report,
+    score,
+    select,
+    train,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Select instruction-tuning data for LLMs.")
 app.command("methods")(select.methods_cmd)
 app.command("select")(select.select_cmd)
+app.command("plan")(plan.plan_cmd)
 app.command("score")(score.score_cmd)
 app.command("demo")(demo.demo_cmd)
 app.command("diversity")(diversity.diversity_cmd)
