@@ -106,6 +106,9 @@ def select_cmd(
         "option for several): first drop the examples sharing an n-gram with it.")] = None,
     decontaminate_ngram: Annotated[int, typer.Option(
         "--decontaminate-ngram", min=1, help="Words per n-gram of --decontaminate.")] = 13,
+    judge_threads: Annotated[int | None, typer.Option(
+        "--judge-threads", min=1, help="CPU threads of the built-in judge server (default: "
+        "llama.cpp's, the physical cores; 1 is faster on a busy machine).")] = None,
 ) -> None:
     """Select a subset of a pool with a method; write subset, scores, manifest and report."""
     from winnow.recipes.decontaminate_stage import with_decontamination
@@ -137,7 +140,8 @@ def select_cmd(
                 fail(f"method {recipe.name} takes no --model")
             params["model"] = model or cfg.get("model")
         recipe = _judge_options(recipe.with_params(params), url=judge_url, model=judge_model,
-                                api_key_env=judge_key_env, slots=judge_slots)
+                                api_key_env=judge_key_env, slots=judge_slots,
+                                threads=judge_threads)
         decontaminate = decontaminate or cfg.get("decontaminate")
         if decontaminate:
             recipe = with_decontamination(recipe, decontaminate, decontaminate_ngram)
@@ -190,7 +194,8 @@ def _judge_options(recipe, **options: Any):
         signals[instance] = spec
     if not found:
         names = {"url": "--judge-url", "model": "--judge-model",
-                 "api_key_env": "--judge-key-env", "slots": "--judge-slots"}
+                 "api_key_env": "--judge-key-env", "slots": "--judge-slots",
+                 "threads": "--judge-threads"}
         flags = ", ".join(names[k] for k in options)
         fail(f"method {recipe.name} asks no judge server; {flags} do not apply")
     return replace(recipe, signals=signals)
