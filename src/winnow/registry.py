@@ -106,6 +106,8 @@ SIGNALS = Registry("signal", {
     "less": "winnow.signals.gradients:LessInfluence",
     "nice": "winnow.signals.gradients:NiceInfluence",
     "judge": "winnow.signals.judge:Judge",
+    "prompt_uncertainty": "winnow.signals.prompt_uncertainty:PromptUncertainty",
+    "nuggets": "winnow.signals.nuggets:Nuggets",
 })
 
 SELECTORS = Registry("selector", {

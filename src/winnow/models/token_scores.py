@@ -157,6 +157,84 @@ def score_sequences(lm: LoadedLM, sequences: list[Sequence], *, token_budget: in
     return results  # type: ignore[return-value]
 
 
+@torch.inference_mode()
+def score_after_prefixes(lm: LoadedLM, prefixes: list[np.ndarray], sequences: list[Sequence],
+                         *, token_budget: int | None = None, progress: bool = False,
+                         desc: str = "scoring after prefixes") -> np.ndarray:
+    """(P, S) float64: the summed NLL at the targets of sequence s read right after prefix p,
+    for every pair; equal to one forward pass over the token concatenation
+    ``prefixes[p] + sequences[s].input_ids``.
+
+    Each prefix runs once; its KV cache is repeated over a batch of sequences. Prefixes and
+    sequences are right-padded: a sequence's positions continue from its prefix's own length
+    and the attention mask covers the prefix's real tokens and the sequence's, so padding
+    never reaches a scored token. Sequences are batched by length under ``token_budget``
+    (rows x longest); when a batch is small, several prefixes share one forward. Position 0
+    of a sequence is never scored, as in :func:`score_sequences`.
+    """
+    import copy
+    import inspect
+
+    from tqdm.auto import tqdm
+
+    body, head, config = _head(lm.model)
+    # transformers 5 takes the KV cache as ``cache``, earlier versions as ``past_key_values``
+    cache_kw = "cache" if "cache" in inspect.signature(body.forward).parameters \
+        else "past_key_values"
+    device = lm.device
+    pad_id = lm.tokenizer.pad_token_id or 0
+    budget = token_budget or default_token_budget(device)
+    out = np.zeros((len(prefixes), len(sequences)), dtype=np.float64)
+    blocks = []  # (sequence indices, ids, attention mask, targets) of each sequence batch
+    for batch in length_batches([len(s.input_ids) for s in sequences], budget):
+        width = max(len(sequences[i].input_ids) for i in batch)
+        ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+        attn = np.zeros((len(batch), width), dtype=np.int64)
+        tgt = np.zeros((len(batch), width), dtype=bool)
+        for j, i in enumerate(batch):
+            n = len(sequences[i].input_ids)
+            ids[j, :n], attn[j, :n], tgt[j, :n] = sequences[i].input_ids, 1, sequences[i].targets
+        tgt[:, 0] = False
+        blocks.append((batch, torch.from_numpy(ids).to(device), torch.from_numpy(attn).to(device),
+                       tgt))
+    if not blocks or not prefixes:
+        return out
+    per_forward = max(1, budget // max(b[1].numel() for b in blocks))  # prefixes per forward
+    order = np.argsort([-len(p) for p in prefixes], kind="stable")
+    bar = tqdm(total=len(prefixes), desc=desc, unit="prefix", disable=not progress, leave=False)
+    for a in range(0, len(order), per_forward):
+        group = order[a:a + per_forward]
+        lengths = [len(prefixes[i]) for i in group]
+        pids = np.full((len(group), max(lengths)), pad_id, dtype=np.int64)
+        pattn = np.zeros_like(pids)
+        for r, i in enumerate(group):
+            pids[r, :lengths[r]], pattn[r, :lengths[r]] = prefixes[i], 1
+        pattn_t = torch.from_numpy(pattn).to(device)
+        cache = body(input_ids=torch.from_numpy(pids).to(device), attention_mask=pattn_t,
+                     use_cache=True)[1]
+        starts = torch.tensor(lengths, device=device)
+        for batch, ids, attn, tgt in blocks:
+            rows = len(batch)
+            kv = copy.deepcopy(cache)
+            kv.batch_repeat_interleave(rows)  # row g * rows + j: prefix g, sequence j
+            pos = starts.repeat_interleave(rows)[:, None] + torch.arange(ids.shape[1],
+                                                                          device=device)
+            hidden = body(input_ids=ids.repeat(len(group), 1),
+                          attention_mask=torch.cat([pattn_t.repeat_interleave(rows, 0),
+                                                    attn.repeat(len(group), 1)], 1),
+                          position_ids=pos, use_cache=True, **{cache_kw: kv})[0]
+            b_idx, t_idx = np.nonzero(np.tile(tgt, (len(group), 1)))
+            b_t = torch.from_numpy(b_idx).to(device)
+            t_t = torch.from_numpy(t_idx).to(device)
+            nll, _, _ = _target_stats(head, config, hidden[b_t, t_t - 1],
+                                      ids[b_t % rows, t_t])
+            sums = np.bincount(b_idx, weights=_np(nll), minlength=len(group) * rows)
+            out[np.ix_(group, batch)] = sums.reshape(len(group), rows)
+        bar.update(len(group))
+    bar.close()
+    return out
+
+
 def _np(x: torch.Tensor) -> np.ndarray:
     return x.float().cpu().numpy()
 

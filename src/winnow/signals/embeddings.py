@@ -23,7 +23,10 @@ Text per example (``text``):
   last exchange;
 - "lift": LIFT's embedding text (``variety_compress/generate_embeddings.py``),
   ``<INST> {instruction} Input: {input} </INST> {output}``, or ``<INST> {instruction}
-  </INST> {output}`` when the input is empty, of the last exchange.
+  </INST> {output}`` when the input is empty, of the last exchange;
+- "nuggets": Nuggets' prompt (``tasks/alpaca.py``), ``Instruction:\\n{instruction}\\n``, then
+  ``Input:\\n{input}\\n`` when the input is not empty, then ``Response:\\n{response}``, each
+  part stripped, of the last exchange.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from winnow.data.templates import VICUNA_SYSTEM, user_parts
 from winnow.signals.base import Columns, Signal
 
 TEXTS = ("instruction", "response", "instruction_response", "conversation", "turns", "deita",
-         "small2large", "lift")
+         "small2large", "lift", "nuggets")
 POOLINGS = ("mean", "last")
 
 
@@ -79,6 +82,15 @@ def _lift_text(conversation: list[dict[str, str]]) -> str:
     return f"<INST> {instruction} </INST> {response}"
 
 
+def nuggets_parts(conversation: list[dict[str, str]]) -> tuple[str, str]:
+    """(query, query + response) of the last exchange in Nuggets' prompt (see the module
+    doc); the response is scored after the query."""
+    instruction, input_, response = (p.strip() for p in _last_parts(conversation))
+    query = f"Instruction:\n{instruction}\n" + (f"Input:\n{input_}\n" if input_ else "")
+    query += "Response:\n"
+    return query, query + response
+
+
 def example_text(conversation: list[dict[str, str]], text: str) -> str:
     """The text of one conversation that gets embedded (see the module doc)."""
     if text == "conversation":
@@ -91,6 +103,8 @@ def example_text(conversation: list[dict[str, str]], text: str) -> str:
         return _small2large_text(conversation)
     if text == "lift":
         return _lift_text(conversation)
+    if text == "nuggets":
+        return nuggets_parts(conversation)[1]
     instruction, response = last_exchange(conversation)
     if text == "instruction":
         return instruction
