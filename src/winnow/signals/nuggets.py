@@ -39,8 +39,9 @@ class Nuggets(Signal):
 
     Parameters: model ("default" or any causal LM), n_anchors (100; fewer when the pool is
     smaller), seed (k-means ``random_state``, 0 as the official code), max_length (anchor
-    tokens kept, 200), embed_max_length (tokens embedded for the k-means, 512), dtype (auto |
-    fp32 | bf16 | fp16), device, revision, token_budget (anchor tokens per batch), progress.
+    tokens kept, 200), embed_max_length (tokens embedded for the k-means, 512), dtype (fp32 by
+    default: bf16 is faster but flips close one-shot/zero-shot comparisons; auto | bf16 |
+    fp16), device, revision, token_budget (anchor tokens per batch), progress.
 
     Columns: ``golden_score`` (float32, in [0, 1]) and ``is_anchor`` (bool).
     """
@@ -51,7 +52,7 @@ class Nuggets(Signal):
     shard_size = 64
 
     def __init__(self, model: str = "default", n_anchors: int = 100, seed: int = 0,
-                 max_length: int = 200, embed_max_length: int = 512, dtype: str = "auto",
+                 max_length: int = 200, embed_max_length: int = 512, dtype: str = "fp32",
                  device: str = "auto", revision: str | None = None,
                  token_budget: int | None = None, progress: bool = True):
         from winnow.models.device import dtype_name, resolve_device, resolve_dtype

@@ -70,6 +70,8 @@ class PromptUncertainty(_LMSignal):
     token_budget, progress) plus k (10 perturbed prompts), drop_rate (0.2), response (gold |
     model), seed (of the perturbations, 0), max_new_tokens (128, the official generation
     length; used with ``response="model"``) and batch_size (prompts per generation batch).
+    dtype defaults to fp32: the differences of probabilities are about as small as bf16's
+    rounding of the losses (``benchmarks/bench_incontext.py`` measures the agreement).
 
     Columns: ``prompt_uncertainty`` and ``response_prob`` (p_0), float32.
     """
@@ -81,7 +83,7 @@ class PromptUncertainty(_LMSignal):
 
     def __init__(self, k: int = 10, drop_rate: float = 0.2, response: str = "gold",
                  seed: int = 0, max_new_tokens: int = 128, batch_size: int = 8,
-                 **params: Any):
+                 dtype: str = "fp32", **params: Any):
         if response not in RESPONSES:
             raise ValueError(f"response must be one of {', '.join(RESPONSES)}, not {response!r}")
         if int(k) < 1 or not 0 <= float(drop_rate) <= 1:
@@ -90,7 +92,7 @@ class PromptUncertainty(_LMSignal):
         self.batch_size = int(batch_size)
         extra = {"max_new_tokens": int(max_new_tokens)} if response == "model" else {}
         super().__init__(k=int(k), drop_rate=float(drop_rate), response=response,
-                         seed=int(seed), **extra, **params)
+                         seed=int(seed), dtype=dtype, **extra, **params)
 
     def _with_model_answers(self, conversations: list[list[dict[str, Any]]]
                             ) -> list[list[dict[str, Any]]]:
