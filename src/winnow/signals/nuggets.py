@@ -121,7 +121,8 @@ class Nuggets(Signal):
 
     def __call__(self, pool: Pool, store: Store | None = None, run_shards=None) -> Columns:
         store = store or Store()
-        self.anchors(pool, store, run_shards)  # once, before the shards (and their workers)
+        if store.load(self.name, self.key(pool)) is None:  # work to do: anchors first, once
+            self.anchors(pool, store, run_shards)  # (shards sent to workers carry them)
         return super().__call__(pool, store, run_shards)
 
     def compute(self, pool: Pool, start: int, stop: int) -> Columns:
@@ -134,6 +135,5 @@ class Nuggets(Signal):
         one_shot = score_after_prefixes(self.lm, demos, seqs, token_budget=self.token_budget,
                                         progress=self.progress,
                                         desc=f"nuggets ({len(seqs)} anchors)")
-        golden = (one_shot < zero[None, :]).mean(1) if len(demos) else np.zeros(0)
-        return {"golden_score": golden.astype(np.float32),
+        return {"golden_score": (one_shot < zero[None, :]).mean(1).astype(np.float32),
                 "is_anchor": np.isin(np.arange(start, stop), idx)}

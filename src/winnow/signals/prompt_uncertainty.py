@@ -63,6 +63,16 @@ def perturbations(conversation: list[dict[str, Any]], k: int, rate: float,
     return out
 
 
+def _last_answer(conversation: list[dict[str, Any]]) -> int:
+    return max(i for i, t in enumerate(conversation) if t["role"] == "assistant")
+
+
+def _with_answer(conversation: list[dict[str, Any]], answer: str) -> list[dict[str, Any]]:
+    """``conversation`` with its last assistant turn's content replaced by ``answer``."""
+    i = _last_answer(conversation)
+    return [*conversation[:i], {"role": "assistant", "content": answer}, *conversation[i + 1:]]
+
+
 class PromptUncertainty(_LMSignal):
     """Mean absolute change of the response probability under perturbed instructions.
 
@@ -94,45 +104,40 @@ class PromptUncertainty(_LMSignal):
         super().__init__(k=int(k), drop_rate=float(drop_rate), response=response,
                          seed=int(seed), dtype=dtype, **extra, **params)
 
-    def _with_model_answers(self, conversations: list[list[dict[str, Any]]]
-                            ) -> list[list[dict[str, Any]]]:
-        """Each conversation with its last assistant turn replaced by the model's greedy
-        answer to the turns before it."""
+    def _model_answers(self, conversations: list[list[dict[str, Any]]]) -> list[str]:
+        """The model's greedy answer to the turns before each last assistant turn."""
         from winnow.models.generate import generate_answers
 
-        lasts = [max(i for i, t in enumerate(c) if t["role"] == "assistant")
-                 for c in conversations]
-        answers = generate_answers(self.lm.model, self.lm.tokenizer, self.params["template"],
-                                   [c[:i] for c, i in zip(conversations, lasts)],
-                                   self.params["max_new_tokens"], batch_size=self.batch_size)
-        return [[*c[:i], {"role": "assistant", "content": a}, *c[i + 1:]]
-                for c, i, a in zip(conversations, lasts, answers)]
+        prompts = [c[:_last_answer(c)] for c in conversations]
+        return generate_answers(self.lm.model, self.lm.tokenizer, self.params["template"],
+                                prompts, self.params["max_new_tokens"],
+                                batch_size=self.batch_size)
 
     def compute(self, pool: Pool, start: int, stop: int) -> Columns:
         from winnow.models.token_scores import Sequence, score_sequences
 
         p = self.params
-        convs = list(pool.conversations[start:stop])
-        if p["response"] == "model":
-            convs = self._with_model_answers(convs)
         k, tok = p["k"], self.lm.tokenizer
+        convs = pool.conversations[start:stop]
+        variants = [[c, *perturbations(c, k, p["drop_rate"], p["seed"])] for c in convs]
+        if p["response"] == "model":
+            variants = [[_with_answer(v, a) for v in vs]
+                        for vs, a in zip(variants, self._model_answers(convs))]
         tpl = get_template(p["template"])
-        variants = [v for c in convs for v in [c, *perturbations(c, k, p["drop_rate"], p["seed"])]]
-        enc = encode_batch([tpl.render(v, tok) for v in variants], tok, p["max_length"])
         seqs = []
-        for i in range(len(convs)):
-            kept = 0
-            for j, e in enumerate(enc[i * (k + 1):(i + 1) * (k + 1)]):
-                mask = e.response_mask.copy()
-                mask[:1] = False  # nothing predicts the first token
-                if j == 0:
-                    kept = int(mask.sum())  # response tokens scored under the original
-                seqs.append(Sequence(e.input_ids, mask & (np.cumsum(mask) <= kept)))
+        for vs in variants:
+            enc = encode_batch([tpl.render(v, tok) for v in vs], tok, p["max_length"])
+            masks = [e.response_mask.copy() for e in enc]
+            for m in masks:
+                m[:1] = False  # nothing predicts the first token
+            kept = masks[0].sum()  # response tokens scored under the original prompt
+            seqs += [Sequence(e.input_ids, m & (np.cumsum(m) <= kept))
+                     for e, m in zip(enc, masks)]
         scores = score_sequences(self.lm, seqs, token_budget=self.token_budget,
                                  progress=self.progress,
                                  desc=f"prompt_uncertainty ({self.lm.dtype_name})")
         loss = np.array([s.nll.mean(dtype=np.float64) if len(s.nll) else np.nan
-                         for s in scores]).reshape(len(convs), k + 1)
+                         for s in scores]).reshape(len(variants), k + 1)
         prob = np.exp(-loss)
         return {"prompt_uncertainty":
                 np.abs(prob[:, 1:] - prob[:, :1]).mean(1).astype(np.float32),
