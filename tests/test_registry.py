@@ -87,7 +87,8 @@ def test_every_built_in_method_validates_with_its_defaults():
     pool = Pool(ids=["e0"], conversations=[[{"role": "user", "content": "a"},
                                             {"role": "assistant", "content": "b"}]],
                 records=[{}], source=Source("mem", "jsonl", "alpaca"),
-                extra={"score": [1.0], "complexity": [1.0], "quality": [1.0]})
+                extra={"score": [1.0], "complexity": [1.0], "quality": [1.0],
+                       "domain": ["general"]})
     recipes = list_recipes()
     assert {r.name for r in recipes} == set(METHODS.names())
     for recipe in recipes:
