@@ -65,12 +65,13 @@ def tiny_alpaca(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def alpaca300(shared_data, tmp_path_factory) -> Path:
-    """The first 300 records of the real Alpaca demo (one exact duplicate among them), as a
-    JSON file shared by the tests that score a sizeable real pool with the model."""
+def alpaca200(shared_data, tmp_path_factory) -> Path:
+    """The first 200 records of the real Alpaca demo and a copy of the 11th (an exact
+    duplicate), as a JSON file shared by the tests that score a real pool with the model."""
     records = json.loads((shared_data / "alpaca_en_demo.json").read_text(encoding="utf-8"))
-    path = tmp_path_factory.mktemp("alpaca300") / "alpaca300.json"
-    path.write_text(json.dumps(records[:300], ensure_ascii=False, indent=1), encoding="utf-8")
+    path = tmp_path_factory.mktemp("alpaca200") / "alpaca200.json"
+    path.write_text(json.dumps(records[:200] + [records[10]], ensure_ascii=False, indent=1),
+                    encoding="utf-8")
     return path
 
 
