@@ -69,7 +69,7 @@ def plan_cmd(
     except (KeyError, ValueError) as e:
         fail(e.args[0] if e.args else str(e))
     table = Table("stage", "in", "out", "computes (rows)", "tokens", "judge calls",
-                  "est. seconds", "peak MiB", box=None)
+                  "est. seconds", box=None)
     for s in plan.stages:
         work = ", ".join(f"{e['name']} ({e['rows']}{', cached' if e['cached'] else ''})"
                          for e in s.signals) or "-"
@@ -77,10 +77,11 @@ def plan_cmd(
         calls = sum(e.get("judge_calls", 0) for e in s.signals)
         table.add_row(f"{s.stage} {s.label}", str(s.examples_in), str(s.examples_out), work,
                       f"{tokens:,}" if tokens else "-", f"{calls:,}" if calls else "-",
-                      f"{s.seconds:,.1f}", f"{s.peak_mib:,.0f}")
+                      f"{s.seconds:,.1f}")
     stdout.print(table)
     stdout.print(f"{plan.recipe} on {plan.n} examples, budget {plan.budget}: about "
-                 f"{plan.seconds / 60:,.1f} min on this machine (calibration "
-                 f"{plan.calibration_seconds:.0f} s on 2 x {plan.sample} examples)")
+                 f"{plan.seconds / 60:,.1f} min on this machine, peak memory about "
+                 f"{plan.peak_mib:,.0f} MiB (calibration {plan.calibration_seconds:.0f} s on "
+                 f"2 x {plan.sample} examples)")
     if json_out:
         json_out.write_text(json.dumps(plan.to_dict(), indent=1))

@@ -7,6 +7,7 @@ a temporary folder, then renamed into place); later loads read that folder in un
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -181,6 +182,14 @@ def load_causal_lm(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.dev
         commit = getattr(model.config, "_commit_hash", None)
         identity = {"name": name, "revision": commit or revision or "main"}
     return LoadedLM(model=model, tokenizer=tokenizer, identity=identity, device=dev, dtype=dt)
+
+
+@functools.lru_cache(maxsize=2)
+def shared_causal_lm(model: str, device: str, dtype: str,
+                     revision: str | None = None) -> LoadedLM:
+    """One loaded model per (model, device, dtype, revision), shared by the signals of a
+    process (:func:`load_causal_lm` on first use)."""
+    return load_causal_lm(model, device=device, dtype=dtype, revision=revision)
 
 
 def load_tokenizer(name_or_path: str = DEFAULT_MODEL, *, revision: str | None = None,

@@ -7,8 +7,9 @@ starting a judge server), the second measures the cost per example. For each sta
 plan gives the examples reaching it (the pool, then each stage's pass fraction measured on
 the samples; the last stage keeps the budget), the signals first needed there, the rows
 they run on (the pool, or the examples reaching the stage for ``scope: candidates``),
-tokens, judge calls, seconds (fixed + per row × rows, zero where the whole pool's columns
-are already cached) and the peak memory of the process by the end of the stage. Pass
+tokens, judge calls and seconds (fixed + per row × rows, zero where the whole pool's
+columns are already cached); the plan also gives the process's peak memory during the
+first calibration run (models loaded, not per stage). Pass
 fractions of dedup stages come from samples, where copies are rarer than in the pool: the
 plan then overestimates the later stages, the safe side.
 """
@@ -47,7 +48,6 @@ class StagePlan:
     examples_out: int
     signals: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-    peak_mib: float = 0.0
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Plan:
     sample: int
     stages: list[StagePlan]
     calibration_seconds: float
+    peak_mib: float
 
     @property
     def seconds(self) -> float:
@@ -69,6 +70,7 @@ class Plan:
         return {"recipe": self.recipe, "n": self.n, "budget": self.budget,
                 "sample": self.sample, "seconds": round(self.seconds, 1),
                 "calibration_seconds": round(self.calibration_seconds, 1),
+                "peak_mib": round(self.peak_mib, 1),
                 "stages": [vars(s) for s in self.stages]}
 
 
@@ -99,14 +101,10 @@ def _per_row(first: RunResult, second: RunResult, key: str) -> tuple[float, floa
     return max(0.0, t1 - t2), t2 / rows, rows
 
 
-def _stage_peaks(run: RunResult, peaks: list[float]) -> list[float]:
-    return peaks + [peaks[-1] if peaks else _peak_mib()] * (len(run.stages) - len(peaks))
-
-
 def calibrate(recipe: Recipe, pool: Pool, budget: str | float | None, *, sample: int,
-              seed: int, target: Pool | None) -> tuple[RunResult, RunResult, list[float]]:
+              seed: int, target: Pool | None) -> tuple[RunResult, RunResult, float]:
     """The recipe run on two disjoint random samples of ``sample`` examples (a throw-away
-    cache) and the process's peak memory by the end of each stage of the first."""
+    cache) and the process's peak memory after the first run, MiB."""
     n = len(pool)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
@@ -114,16 +112,15 @@ def calibrate(recipe: Recipe, pool: Pool, budget: str | float | None, *, sample:
     halves = [np.sort(order[:k]), np.sort(order[k:2 * k] if n >= 2 * k else order[:k])]
     m = parse_budget("100%" if budget is None else budget, n)
     sub_budget = max(1, round(m / n * k))
-    runs, peaks = [], []
+    runs, peak = [], 0.0
     with tempfile.TemporaryDirectory(prefix="winnow-plan-") as tmp:
         store = Store(tmp)
         for rows in halves:
             run = run_recipe(recipe, pool.subset(rows), sub_budget, store=store, seed=seed,
                              target=target)
-            if not peaks:
-                peaks = [_peak_mib()] * len(run.stages)
+            peak = peak or _peak_mib()
             runs.append(run)
-    return runs[0], runs[1], peaks
+    return runs[0], runs[1], peak
 
 
 def plan_recipe(recipe: Recipe, pool: Pool, budget: str | float | None = None, *,
@@ -138,10 +135,9 @@ def plan_recipe(recipe: Recipe, pool: Pool, budget: str | float | None = None, *
     n = len(pool)
     m = parse_budget("100%" if budget is None else budget, n)
     start = time.perf_counter()
-    first, second, peaks = calibrate(recipe, pool, budget, sample=sample, seed=seed,
+    first, second, peak = calibrate(recipe, pool, budget, sample=sample, seed=seed,
                                      target=target)
     seconds = time.perf_counter() - start
-    peaks = _stage_peaks(first, peaks)
     stages, reaching = [], n
     last = len(recipe.stages) - 1
     for k, (a, b) in enumerate(zip(first.stages, second.stages)):
@@ -151,7 +147,7 @@ def plan_recipe(recipe: Recipe, pool: Pool, budget: str | float | None = None, *
             passed = (a["out"] + b["out"]) / max(1, a["in"] + b["in"])
             out = min(reaching, math.ceil(passed * reaching))
         plan = StagePlan(stage=k, kind=a["kind"], label=a["label"], examples_in=reaching,
-                         examples_out=out, peak_mib=round(peaks[k], 1))
+                         examples_out=out)
         stage_seconds = 0.0
         for key in a["computed"]:
             what, _, name = key.partition(":")
@@ -175,7 +171,7 @@ def plan_recipe(recipe: Recipe, pool: Pool, budget: str | float | None = None, *
         stages.append(plan)
         reaching = out
     return Plan(recipe=recipe.name, n=n, budget=m, sample=len(first.pool), stages=stages,
-                calibration_seconds=seconds)
+                calibration_seconds=seconds, peak_mib=peak)
 
 
 def _counts(run: RunResult, instance: str, columns: tuple[str, ...], rows_run: int,

@@ -31,7 +31,6 @@ Text per example (``text``):
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -161,13 +160,6 @@ class Embedding(Signal):
         return {"embedding": X.astype(p["dtype"])}
 
 
-@functools.lru_cache(maxsize=2)
-def _causal_lm(model: str, device: str, dtype: str, revision: str | None):
-    from winnow.models.causal_lm import load_causal_lm
-
-    return load_causal_lm(model, device=device, dtype=dtype, revision=revision)
-
-
 def pooled_hidden_states(lm, texts: list[str], *, pooling: str = "mean",
                          max_length: int = 512, batch_size: int = 16,
                          progress: bool = False) -> np.ndarray:
@@ -235,17 +227,19 @@ class LMEmbedding(Signal):
         self._identity: dict[str, Any] | None = None
 
     def identity(self) -> dict[str, Any]:
-        from winnow.models.causal_lm import model_identity
+        from winnow.models.causal_lm import model_identity, shared_causal_lm
 
         if self._identity is None:
             p = self.params
             self._identity = model_identity(p["model"], revision=p["revision"]) or \
-                _causal_lm(p["model"], self.device, p["dtype"], p["revision"]).identity
+                shared_causal_lm(p["model"], self.device, p["dtype"], p["revision"]).identity
         return self._identity
 
     def compute(self, pool: Pool, start: int, stop: int) -> Columns:
+        from winnow.models.causal_lm import shared_causal_lm
+
         p = self.params
-        lm = _causal_lm(p["model"], self.device, p["dtype"], p["revision"])
+        lm = shared_causal_lm(p["model"], self.device, p["dtype"], p["revision"])
         texts = [example_text(c, p["text"]) for c in pool.conversations[start:stop]]
         X = pooled_hidden_states(lm, texts, pooling=p["pooling"], max_length=p["max_length"],
                                  batch_size=self.batch_size, progress=self.progress)

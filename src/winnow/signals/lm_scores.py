@@ -33,7 +33,6 @@ the turns that keep tokens on both sides.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence as Seq
 from typing import TYPE_CHECKING, Any
 
@@ -225,14 +224,6 @@ def instruction_scores(lm: LoadedLM, conversations: Seq[list[dict[str, Any]]], *
     return cols
 
 
-@functools.lru_cache(maxsize=2)
-def _shared_lm(model: str, revision: str | None, device: str, dtype: str) -> LoadedLM:
-    """One loaded model per (model, revision, device, dtype), shared by signals."""
-    from winnow.models.causal_lm import load_causal_lm
-
-    return load_causal_lm(model, device=device, dtype=dtype, revision=revision)
-
-
 class _LMSignal(Signal):
     """Common parameters and lazy model loading of the causal-LM signals."""
 
@@ -255,7 +246,9 @@ class _LMSignal(Signal):
     @property
     def lm(self) -> LoadedLM:
         p = self.params
-        return _shared_lm(p["model"], p["revision"], self.device, self.dtype)
+        from winnow.models.causal_lm import shared_causal_lm
+
+        return shared_causal_lm(p["model"], self.device, self.dtype, p["revision"])
 
     def identity(self) -> dict[str, Any]:
         from winnow.models.causal_lm import model_identity

@@ -30,7 +30,7 @@ import numpy as np
 
 from winnow.data.pool import Pool
 from winnow.signals.base import Columns, Signal
-from winnow.signals.embeddings import LMEmbedding, _causal_lm, nuggets_parts
+from winnow.signals.embeddings import LMEmbedding, nuggets_parts
 from winnow.store import Store
 
 
@@ -72,7 +72,9 @@ class Nuggets(Signal):
     @property
     def lm(self):
         p = self.params
-        return _causal_lm(p["model"], self.device, p["dtype"], p["revision"])
+        from winnow.models.causal_lm import shared_causal_lm
+
+        return shared_causal_lm(p["model"], self.device, p["dtype"], p["revision"])
 
     def identity(self) -> dict[str, Any]:
         from winnow.models.causal_lm import model_identity
