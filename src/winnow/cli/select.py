@@ -109,6 +109,10 @@ def select_cmd(
     judge_threads: Annotated[int | None, typer.Option(
         "--judge-threads", min=1, help="CPU threads of the built-in judge server (default: "
         "llama.cpp's, the physical cores; 1 is faster on a busy machine).")] = None,
+    judge_max_tokens: Annotated[int | None, typer.Option(
+        "--judge-max-tokens", min=1, help="Cap on the tokens each judge reply may generate "
+        "(default: the method's prompt file; a lower cap is cheaper, and a reply cut "
+        "before its verdict is recorded as unparseable).")] = None,
 ) -> None:
     """Select a subset of a pool with a method; write subset, scores, manifest and report."""
     from winnow.recipes.decontaminate_stage import with_decontamination
@@ -141,7 +145,7 @@ def select_cmd(
             params["model"] = model or cfg.get("model")
         recipe = _judge_options(recipe.with_params(params), url=judge_url, model=judge_model,
                                 api_key_env=judge_key_env, slots=judge_slots,
-                                threads=judge_threads)
+                                threads=judge_threads, max_tokens=judge_max_tokens)
         decontaminate = decontaminate or cfg.get("decontaminate")
         if decontaminate:
             recipe = with_decontamination(recipe, decontaminate, decontaminate_ngram)
@@ -195,7 +199,7 @@ def _judge_options(recipe, **options: Any):
     if not found:
         names = {"url": "--judge-url", "model": "--judge-model",
                  "api_key_env": "--judge-key-env", "slots": "--judge-slots",
-                 "threads": "--judge-threads"}
+                 "threads": "--judge-threads", "max_tokens": "--judge-max-tokens"}
         flags = ", ".join(names[k] for k in options)
         fail(f"method {recipe.name} asks no judge server; {flags} do not apply")
     return replace(recipe, signals=signals)

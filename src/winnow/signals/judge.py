@@ -12,7 +12,9 @@ A **prompt file** (YAML; shipped ones live in ``winnow/signals/prompts/<name>.ya
   ``completion`` (the template is raw text, no chat template, no system message).
 - ``parse``: a parser of :mod:`winnow.signals.judge_parsers`; ``parse_options``: its options
   (``digits``, ``fallback``, ``top_logprobs``).
-- ``temperature``, ``max_tokens``: sampling parameters sent with each request.
+- ``temperature``, ``max_tokens``: sampling parameters sent with each request (the signal's
+  ``max_tokens`` parameter overrides the file's: a cap on a judge's cost, part of the cache
+  key since it changes the replies).
 - ``source`` (the official repository and file the text comes from), ``notes``.
 
 **Columns** (``column`` defaults to the prompt's name with ``-`` → ``_``):
@@ -58,7 +60,7 @@ import math
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -210,9 +212,13 @@ class Judge(Signal):
                  slots: int | None = None, threads: int | None = None,
                  ctx_size: int | None = None, concurrency: int | None = None,
                  retries: int = 4, timeout: float = 600.0, dtype: str = "fp32",
-                 batch_size: int = 8):
+                 batch_size: int = 8, max_tokens: int | None = None):
         super().__init__()
         self.prompt = load_prompt(prompt)
+        if max_tokens is not None:
+            if int(max_tokens) < 1:
+                raise ValueError(f"judge: max_tokens is a positive count, not {max_tokens!r}")
+            self.prompt = replace(self.prompt, max_tokens=int(max_tokens))
         parse = parse or self.prompt.parse
         if not parse:
             raise ValueError(f"judge prompt {self.prompt.path}: no parser; set parse in the "
