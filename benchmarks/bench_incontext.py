@@ -1,4 +1,5 @@
-"""Throughput of the in-context signals: nuggets per anchor count, and prompt-uncertainty.
+"""Throughput of the in-context signals: nuggets per anchor count, prompt-uncertainty and
+data-whisperer.
 
 nuggets: ``--n`` Alpaca candidates scored against k-means anchors of the first
 ``max(n, anchors)`` examples (anchors chosen once, in fp32, and shared by every variant;
@@ -16,6 +17,14 @@ prompt-uncertainty: ``--pu-n`` Alpaca examples, k = 10 perturbed prompts each:
 - "per-prompt loop": one forward pass per prompt (``model(ids, labels=labels).loss``);
 - "batched": the signal's one length-bucketed pass over all prompts, fp32 and bf16.
 
+data-whisperer: ``--dw-n`` Alpaca examples (two folds, rounds of 5 demonstrations and 3
+queries, answers up to ``--dw-tokens`` tokens):
+
+- "one round per call": each round's greedy answer and attention pass on its own (the
+  official run.sh's ``PARALLEL=1``);
+- "batched": ``batch_size`` 4 rounds per generation and attention batch (the signal's
+  default), in fp32 and bf16.
+
 Variants run interleaved in one process (A, B, C, A, B, C, ...) after one untimed round;
 times are medians of ``--runs``. Agreement is printed against the fp32 reference of each
 table: for nuggets the share of candidate-anchor comparisons (one-shot > zero-shot) that
@@ -23,7 +32,7 @@ flip and the largest change of a golden score; for prompt-uncertainty the larges
 difference and Spearman's rank correlation of the uncertainty.
 
     python benchmarks/bench_incontext.py                                   # 32 / 100 anchors
-    python benchmarks/bench_incontext.py --n 3 --anchors 2 --pu-n 2 --runs 3  # smoke run
+    python benchmarks/bench_incontext.py --n 3 --anchors 2 --pu-n 2 --dw-n 10 --runs 3  # smoke
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from winnow.data import load_pool
 from winnow.models.causal_lm import load_causal_lm
 from winnow.models.device import cpu_has_bf16
 from winnow.models.token_scores import Sequence, score_after_prefixes, score_sequences
+from winnow.signals.data_whisperer import DataWhisperer
 from winnow.signals.embeddings import nuggets_parts
 from winnow.signals.nuggets import Nuggets
 from winnow.signals.prompt_uncertainty import PromptUncertainty, perturbations
@@ -87,6 +97,36 @@ def pu_loop(lm, pool, k: int) -> np.ndarray:
     return np.array(out)
 
 
+def data_whisperer(pool, lms, tokens: int, runs: int) -> list[dict]:
+    """Seconds per variant (a fresh signal each call, so no round is reused) and agreement
+    of the scores with the batched fp32 ones (greedy answers can differ where batching
+    changes the rounding)."""
+    def run(dt: str, batch: int):
+        signal = DataWhisperer(dtype=dt, max_new_tokens=tokens, batch_size=batch,
+                               progress=False)
+        return signal.compute(pool, 0, len(pool))["data_whisperer"]
+
+    variants = {("one round per call", "fp32"): lambda: run("fp32", 1)}
+    for dt in lms:
+        variants["batched", dt] = lambda dt=dt: run(dt, 4)
+    secs, outs = timed(variants, runs)
+    ref, base, n = outs["batched", "fp32"], secs["one round per call", "fp32"], len(pool)
+    print(f"\n**data-whisperer**: {n} examples, answers up to {tokens} tokens, median of "
+          f"{runs}\n")
+    print("| variant | dtype | s | examples/s | speed-up | max abs. diff vs batched fp32 | "
+          "Spearman vs batched fp32 |\n|---|---|---:|---:|---:|---:|---:|")
+    rows = []
+    for (name, dt), s in secs.items():
+        got = outs[name, dt]
+        diff = float(np.abs(got - ref).max())
+        rho = float(spearmanr(got, ref).statistic) if np.ptp(ref) > 0 else float("nan")
+        rows.append({"variant": name, "dtype": dt, "seconds": s, "examples_per_s": n / s,
+                     "speedup": base / s, "max_abs_diff": diff, "spearman": rho})
+        print(f"| {name} | {dt} | {s:.1f} | {n / s:.2f} | {base / s:.2f}x | {diff:.3g} | "
+              f"{rho:.4f} |")
+    return rows
+
+
 def timed(variants: dict, runs: int) -> tuple[dict, dict]:
     """Median seconds and the last output of each variant, run interleaved after one
     untimed round."""
@@ -107,6 +147,8 @@ def main() -> None:
     ap.add_argument("--anchors", default="32,100", help="anchor counts, comma-separated")
     ap.add_argument("--pu-n", type=int, default=32, help="prompt-uncertainty examples")
     ap.add_argument("--k", type=int, default=10, help="perturbed prompts per example")
+    ap.add_argument("--dw-n", type=int, default=40, help="data-whisperer examples")
+    ap.add_argument("--dw-tokens", type=int, default=256, help="data-whisperer answer cap")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", type=Path,
                     default=ROOT / "benchmarks" / "out" / "bench_incontext.json")
@@ -178,6 +220,8 @@ def main() -> None:
         print(f"| {name} | {dt} | {s:.1f} | {args.pu_n / s:.2f} | {base / s:.2f}x | "
               f"{rel:.2e} | {rho:.4f} |")
     report["prompt_uncertainty"] = {"n": args.pu_n, "k": args.k, "rows": rows}
+    report["data_whisperer"] = data_whisperer(full_pool.subset(range(args.dw_n)), lms,
+                                              args.dw_tokens, args.runs)
     print(f"\ncommand: {command}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str))

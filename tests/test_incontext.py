@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -227,3 +228,105 @@ def test_cli_select_prompt_uncertainty_and_nuggets_top(pool_file, short_records,
         chosen = np.array([r["selected"] for r in rows])
         assert chosen.sum() == 3 and len(json.loads(out.read_text())) == 3
         assert values[chosen].min() >= values[~chosen].max()
+
+
+# -- data-whisperer --------------------------------------------------------------------
+
+def _dw_demo(r: dict) -> str:
+    inp = r["input"].strip()
+    return (f"Instruction: {r['instruction'].strip()}\n" + (f"Input: {inp}\n" if inp else "")
+            + f"Answer: {r['output'].strip()}\n")
+
+
+def _dw_answers(reply: str) -> list[str]:
+    """The official cascade of answer headers, by re.split."""
+    for header, flags in ((r"\**\s*Question\s+\d+\s+Answer\s*:?\**", re.I),
+                          (r"### Question \d+:", 0), (r"Question \d+:", 0),
+                          (r"Answer \d+:", 0), (r"Answer:", 0)):
+        parts = re.split(header, reply, flags=flags)
+        if len(parts) > 1:
+            return [p.strip() for p in parts[1:]]
+    return []
+
+
+def _dw_metric(prediction: str, reference: str, scorer) -> float:
+    try:
+        number = float(reference.strip().replace(",", ""))
+    except ValueError:
+        return scorer.score(reference, prediction)["rougeL"].fmeasure
+    found = re.findall(r"[-+]?\d[\d,]*(?:\.\d+)?", prediction)
+    return float(bool(found) and float(found[-1].replace(",", "")) == number)
+
+
+def test_data_whisperer_equals_a_round_by_round_computation(short_records, pool_file,
+                                                            tmp_path):
+    """Each round written out by hand: the two KFold(2, 42) folds of the 10 records give one
+    round each (5 demonstrations, 3 queries); a greedy answer per round from plain
+    ``generate``; HF's own ``output_attentions`` at the middle layer of an eager model;
+    ROUGE-L or exact match per query; metric x attention weight summed per demonstration
+    over 3 queries. The CLI's scores equal it and its subset is the top 3."""
+    from rouge_score import rouge_scorer
+    from sklearn.model_selection import KFold
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from winnow.models.causal_lm import ensure_default_model
+    from winnow.signals.data_whisperer import FORMAT, INTRO, SYSTEM
+
+    new_tokens = 48
+    out = tmp_path / "dw.json"
+    result = CliRunner().invoke(app, [
+        "select", "data-whisperer", "--data", str(pool_file), "--budget", "3", "--out",
+        str(out), "--set", "dtype=fp32", "--set", f"max_new_tokens={new_tokens}",
+        "--cache-dir", str(tmp_path / "cache"), "--no-report"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in
+            out.with_suffix(".scores.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    path = str(ensure_default_model())
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager",
+                                                 dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    layer = model.config.num_hidden_layers // 2
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    recs = short_records
+    score, count, rounds = np.zeros(10), np.zeros(10), np.zeros(10, dtype=int)
+    for train, held in KFold(n_splits=2, shuffle=True, random_state=42).split(np.arange(10)):
+        demos, queries = train[:5], held[:3]
+        questions = FORMAT + "\n".join(
+            f'Question {k + 1}: Instruction: "{recs[i]["instruction"].strip()}"'
+            + (f' Input: "{recs[i]["input"].strip()}"' if recs[i]["input"].strip() else "")
+            for k, i in enumerate(queries))
+        user = INTRO + "".join(_dw_demo(recs[i]) for i in demos) + questions
+        text = tok.apply_chat_template([{"role": "system", "content": SYSTEM},
+                                        {"role": "user", "content": user}],
+                                       tokenize=False, add_generation_prompt=True)
+        head, tail = text.split(user)
+        pieces = [head + INTRO, *(_dw_demo(recs[i]) for i in demos), questions + tail]
+        tokens = [tok(p, add_special_tokens=False)["input_ids"] for p in pieces]
+        ids = torch.tensor([sum(tokens, [])])
+        with torch.no_grad():
+            reply = model.generate(ids, max_new_tokens=new_tokens, do_sample=False)
+            attn = model(ids, output_attentions=True).attentions[layer][0].sum(0).numpy()
+        answers = _dw_answers(tok.decode(reply[0, ids.shape[1]:], skip_special_tokens=True))
+        if len(answers) < 3:
+            continue
+        block_start = sum(len(t) for t in tokens[:-1])
+        weights, at = [], len(tokens[0])
+        for t in tokens[1:-1]:
+            weights.append(attn[block_start:, at:at + len(t)].sum()
+                           / (len(t) * len(tokens[-1])))
+            at += len(t)
+        weights = np.array(weights) / sum(weights)
+        for q, i in enumerate(queries):
+            m = _dw_metric(answers[q], recs[i]["output"], scorer)
+            score[demos] += m * weights
+        count[demos] += 3
+        rounds[demos] += 1
+    expected = np.divide(score, count, out=np.zeros(10), where=count > 0)
+    assert rounds.sum() > 0  # SmolLM2 answered in a parseable form at least once
+    assert [r["dw_rounds"] for r in rows] == rounds.tolist()
+    np.testing.assert_allclose([r["data_whisperer"] for r in rows], expected, rtol=2e-3,
+                               atol=1e-6)
+    chosen = np.array([r["selected"] for r in rows])
+    values = expected
+    assert chosen.sum() == 3 and values[chosen].min() >= values[~chosen].max() - 1e-6

@@ -250,12 +250,10 @@ def test_report_command_rewrites_the_page_and_says_when_the_pool_is_gone(real_ru
     assert bad.exit_code == 2 and "not a run manifest" in bad.output
 
 
-def test_report_loads_offline_without_console_errors_and_draws_every_chart(real_run,
-                                                                           tmp_path):
+def open_in_chromium(report: Path, screenshot: Path) -> tuple[list, list, list[dict]]:
+    """(console errors, requested URLs, one dict per chart: kind, column, drawn size, marks,
+    points, shapes) of ``report`` opened in headless Chromium; a screenshot is saved."""
     sync_playwright = _need_browser()
-    manifest = json.loads(real_run["manifest"].read_text())
-    columns = summary.numeric_columns(read_rows(real_run["dir"] / "s.scores.jsonl"))
-    assert columns == ["length", "words"]
     errors, requests = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -264,7 +262,7 @@ def test_report_loads_offline_without_console_errors_and_draws_every_chart(real_
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("request", lambda r: requests.append(r.url))
-            page.goto(real_run["report"].resolve().as_uri(), wait_until="load")
+            page.goto(report.resolve().as_uri(), wait_until="load")
             charts = page.evaluate("""() => [...document.querySelectorAll('figure')].map(f => {
                 const gd = f.querySelector('.plotly-graph-div');
                 const svg = gd && gd.querySelector('svg.main-svg');
@@ -276,22 +274,55 @@ def test_report_loads_offline_without_console_errors_and_draws_every_chart(real_
                         points: gd && gd.data ? gd.data[0].x.length : 0,
                         shapes: gd && gd.layout ? (gd.layout.shapes || []).length : 0};
             })""")
-            page.screenshot(path=str(tmp_path / "report.png"))
+            page.screenshot(path=str(screenshot))
         finally:
             browser.close()
-    assert errors == []
-    assert [u for u in requests if not u.startswith(("file:", "data:", "blob:"))] == []
+    return errors, [u for u in requests if not u.startswith(("file:", "data:", "blob:"))], \
+        charts
+
+
+def _keep_screenshot(shot: Path) -> None:
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        assert len(image.convert("RGB").getcolors(1 << 16) or range(1 << 16)) > 50
+    target = os.environ.get("WINNOW_REPORT_SCREENSHOT")
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target)
+
+
+def test_report_loads_offline_without_console_errors_and_draws_every_chart(real_run,
+                                                                           tmp_path):
+    manifest = json.loads(real_run["manifest"].read_text())
+    columns = summary.numeric_columns(read_rows(real_run["dir"] / "s.scores.jsonl"))
+    assert columns == ["length", "words"]
+    errors, remote, charts = open_in_chromium(real_run["report"], tmp_path / "report.png")
+    assert errors == [] and remote == []
     assert all(c["width"] > 0 and c["height"] > 0 and c["marks"] > 0 for c in charts), charts
     kinds = [(c["chart"], c["column"]) for c in charts]
     assert kinds == [("funnel", None), ("histogram", "length"), ("histogram", "words"),
                      ("composition", "domain")]
     assert charts[0]["points"] == len(manifest["stages"]) + 1  # the pool, then each stage
     assert [c["shapes"] for c in charts[1:3]] == [2, 1]  # length: 60 and the bottom cut
-    from PIL import Image
+    if not os.environ.get("WINNOW_REPORT_FILE"):
+        _keep_screenshot(tmp_path / "report.png")
 
-    with Image.open(tmp_path / "report.png") as shot:
-        assert len(shot.convert("RGB").getcolors(1 << 16) or range(1 << 16)) > 50
-    target = os.environ.get("WINNOW_REPORT_SCREENSHOT")
-    if target:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / "report.png", target)
+
+@pytest.mark.skipif(not os.environ.get("WINNOW_REPORT_FILE"),
+                    reason="set WINNOW_REPORT_FILE to a report written by winnow select")
+def test_a_given_report_draws_the_funnel_a_histogram_per_signal_and_no_errors(tmp_path):
+    """Any run's report (``WINNOW_REPORT_FILE=s.report.html``, its scores and manifest
+    beside it): no console error or network request, the funnel with the pool and every
+    stage, one drawn histogram per numeric signal column."""
+    report = Path(os.environ["WINNOW_REPORT_FILE"])
+    stem = str(report)[:-len(".report.html")]
+    manifest = json.loads(Path(stem + ".manifest.json").read_text())
+    columns = summary.numeric_columns(read_rows(Path(stem + ".scores.jsonl")))
+    errors, remote, charts = open_in_chromium(report, tmp_path / "report.png")
+    assert errors == [] and remote == []
+    assert all(c["width"] > 0 and c["height"] > 0 and c["marks"] > 0 for c in charts), charts
+    assert charts[0]["chart"] == "funnel"
+    assert charts[0]["points"] == len(manifest["stages"]) + 1
+    assert [c["column"] for c in charts if c["chart"] == "histogram"] == columns
+    _keep_screenshot(tmp_path / "report.png")

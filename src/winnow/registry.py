@@ -108,6 +108,9 @@ SIGNALS = Registry("signal", {
     "judge": "winnow.signals.judge:Judge",
     "prompt_uncertainty": "winnow.signals.prompt_uncertainty:PromptUncertainty",
     "nuggets": "winnow.signals.nuggets:Nuggets",
+    "mtld": "winnow.signals.lexical:MTLD",
+    "knn_distance": "winnow.signals.neighbours:KnnDistance",
+    "data_whisperer": "winnow.signals.data_whisperer:DataWhisperer",
 })
 
 SELECTORS = Registry("selector", {
@@ -131,6 +134,8 @@ SELECTORS = Registry("selector", {
     "instag": "winnow.selectors.instag:InsTagSampler",
     "mig": "winnow.selectors.mig:MIG",
     "quota": "winnow.selectors.quota:Quota",
+    "linear-rule": "winnow.selectors.learned:LinearRule",
+    "stratified-lowest": "winnow.selectors.learned:StratifiedLowest",
 })
 
 STAGES = Registry("stage kind", {
@@ -150,6 +155,8 @@ STAGES = Registry("stage kind", {
     "mods": "winnow.recipes.methods:mods_stage",
     "instag-tags": "winnow.recipes.tagging:instag_tags_stage",
     "mig": "winnow.recipes.tagging:mig_stage",
+    "linear-rule": "winnow.recipes.learned:linear_rule_stage",
+    "instructiongpt4": "winnow.recipes.learned:instructiongpt4_stage",
 })
 
 ARTIFACTS = Registry("artifact kind", {

@@ -57,7 +57,7 @@ def _deita_text(conversation: list[dict[str, str]]) -> str:
     return text
 
 
-def _last_parts(conversation: list[dict[str, str]]) -> tuple[str, str, str]:
+def last_parts(conversation: list[dict[str, str]]) -> tuple[str, str, str]:
     """(instruction, input, response) of the last exchange; an Alpaca record keeps
     instruction and input apart, other user turns are all instruction."""
     instruction, response = last_exchange(conversation)
@@ -69,13 +69,13 @@ def _last_parts(conversation: list[dict[str, str]]) -> tuple[str, str, str]:
 
 
 def _small2large_text(conversation: list[dict[str, str]]) -> str:
-    instruction, input_, response = _last_parts(conversation)
+    instruction, input_, response = last_parts(conversation)
     instruction = f"{instruction.strip()} {input_.strip()}" if input_ else instruction
     return f"Instruction: {instruction.strip()} Response: {response.strip()}"
 
 
 def _lift_text(conversation: list[dict[str, str]]) -> str:
-    instruction, input_, response = _last_parts(conversation)
+    instruction, input_, response = last_parts(conversation)
     if input_:
         return f"<INST> {instruction} Input: {input_} </INST> {response}"
     return f"<INST> {instruction} </INST> {response}"
@@ -84,7 +84,7 @@ def _lift_text(conversation: list[dict[str, str]]) -> str:
 def nuggets_parts(conversation: list[dict[str, str]]) -> tuple[str, str]:
     """(query, query + response) of the last exchange in Nuggets' prompt (see the module
     doc); the response is scored after the query."""
-    instruction, input_, response = (p.strip() for p in _last_parts(conversation))
+    instruction, input_, response = (p.strip() for p in last_parts(conversation))
     query = f"Instruction:\n{instruction}\n" + (f"Input:\n{input_}\n" if input_ else "")
     query += "Response:\n"
     return query, query + response
