@@ -12,7 +12,8 @@ from winnow.data.tokenize import prompt_ids
 def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *,
                  num_beams: int = 1, do_sample: bool = False, temperature: float = 1.0,
                  top_p: float = 1.0, top_k: int = 0, num_return_sequences: int = 1,
-                 batch_size: int = 8, seed: int | None = None) -> list[list[int]]:
+                 batch_size: int = 8, seed: int | None = None,
+                 stop_strings: list[str] | None = None) -> list[list[int]]:
     """Continuations of token-id ``prompts``: ``num_return_sequences`` per prompt, prompt by
     prompt (len(prompts) x num_return_sequences lists), each cut after its first EOS (kept)
     and without trailing padding.
@@ -20,7 +21,8 @@ def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int
     Greedy (``num_beams`` 1) or beam search; nucleus/top-k sampling with ``do_sample``
     (``top_k`` 0: no top-k cut). Prompts are left-padded in batches of ``batch_size``;
     ``seed`` seeds torch once before the first batch, so sampled draws depend on the
-    batching. The model is in eval mode meanwhile.
+    batching. ``stop_strings``: a continuation also ends once its text ends with one of
+    them (kept). The model is in eval mode meanwhile.
     """
     device = next(model.parameters()).device
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -28,6 +30,8 @@ def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int
         pad = eos
     sampling: dict[str, Any] = ({"do_sample": True, "temperature": temperature, "top_p": top_p,
                                  "top_k": top_k} if do_sample else {"do_sample": False})
+    if stop_strings:
+        sampling |= {"stop_strings": list(stop_strings), "tokenizer": tokenizer}
     was_training = model.training
     model.eval()
     if seed is not None:

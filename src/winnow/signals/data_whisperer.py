@@ -33,7 +33,10 @@ Adaptations, as the recipe notes say: the official prompts are written per datas
 structure, rendered by the tokenizer's chat template. Token spans come from the prompt's
 pieces tokenized one by one and concatenated (so they are exact; the official code counts
 the pieces' tokens separately but runs the whole prompt tokenized at once). Generation stops
-at ``max_new_tokens`` (the official limit is 8,192 tokens of prompt and answer).
+at ``max_new_tokens`` (the official limit is 8,192 tokens of prompt and answer) or once the
+reply writes the header of a question past the last one (``Question 4`` or ``Answer 4:``
+with 3 queries): the answers from there on are dropped anyway, and the last kept answer
+ends at that header in either case.
 
 Rounds are computed once per process and shared by the shards that hold their
 demonstrations.
@@ -242,8 +245,10 @@ class DataWhisperer(Signal):
             built = [self.prompt([pool.conversations[i] for i in plan[r][0]],
                                  [pool.conversations[i] for i in plan[r][1]]) for r in chunk]
             ids = [b[0] for b in built]
+            after = p["n_queries"] + 1  # a header past the last query: its answers are dropped
             replies = generate_ids(lm.model, tok, ids, p["max_new_tokens"],
-                                   batch_size=len(ids))
+                                   batch_size=len(ids),
+                                   stop_strings=[f"Question {after}", f"Answer {after}:"])
             weights = layer_attention(lm.model, ids, layer, pad_id=tok.pad_token_id,
                                       batch_size=len(ids))
             for r, (_, spans, block), reply, attn in zip(chunk, built, replies, weights):
