@@ -10,6 +10,7 @@ from winnow.cli import (
     diversity,
     evaluate,
     explain,
+    fit,
     plan,
     report,
     score,
@@ -30,3 +31,4 @@ app.command("report")(report.report_cmd)
 app.command("train")(train.train_cmd)
 app.command("export")(train.export_cmd)
 app.command("evaluate")(evaluate.evaluate_cmd)
+app.add_typer(fit.app, name="fit")

@@ -90,6 +90,23 @@ def prompt_ids(tokenizer: Any, prompt: str | list[dict[str, str]]) -> list[int]:
     return list(enc["input_ids"])
 
 
+YES_NO_WORDS = ("Yes", "yes", "YES", "No", "no", "NO")
+
+
+def yes_no_tokens(tokenizer: Any) -> list[tuple[str, str]]:
+    """(vocabulary entry, its text) of every spelling of "yes" and "no" (capitalised or not,
+    with or without a leading space) that the tokenizer writes as one token, one entry per
+    token id: the alternatives a p(Yes) read-off sums over."""
+    out, seen = [], set()
+    for word in YES_NO_WORDS:
+        for text in (word, " " + word):
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) == 1 and ids[0] not in seen:
+                seen.add(ids[0])
+                out.append((tokenizer.convert_ids_to_tokens(ids[0]), tokenizer.decode(ids)))
+    return out
+
+
 def next_token_logprobs(lm: Any, prompts: Sequence[Sequence[int]], tokens: Sequence[str], *,
                         batch_size: int = 8) -> np.ndarray:
     """log p(token | prompt) of each of ``tokens`` at the first generated position.

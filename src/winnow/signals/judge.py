@@ -35,9 +35,10 @@ Object columns are cached as JSON text (nothing is pickled) and returned as obje
 **Judge**: ``backend: server`` asks the built-in llama.cpp server (started for the call and
 stopped after it; ``gguf``, ``slots``, ``threads``, ``ctx_size``) or, with ``url``, any
 OpenAI-compatible endpoint (``model``, ``api_key_env``: the *name* of the variable holding
-the key). ``backend: transformers`` reads the digits' next-token probabilities in process from
-a causal LM (``model``: HF id or path, default the built-in SmolLM2; ``dtype``), for
-``digits-expectation`` only.
+the key). ``backend: transformers`` reads next-token probabilities in process from a causal LM
+(``model``: HF id or path, default the built-in SmolLM2; ``dtype``): the digits for
+``digits-expectation``, every one-token spelling of yes and no (" Yes", "no", ...) for
+``yes-no`` (p(yes) over the whole vocabulary's softmax, renormalised over yes and no).
 
 **Caching**: the columns are cached per shard by the Store; every reply is also cached as it
 arrives under ``<store root>/judge-replies/``, so a run killed mid-shard asks again only for
@@ -237,9 +238,10 @@ class Judge(Signal):
                                             ("threads", threads), ("ctx_size", ctx_size))
                           if v is not None}
         if backend == "transformers":
-            if self.parser.name != "digits-expectation":
-                raise ValueError("judge: backend transformers reads digit probabilities; "
-                                 f"it needs parse digits-expectation, not {self.parser.name}")
+            if self.parser.name not in ("digits-expectation", "yes-no"):
+                raise ValueError("judge: backend transformers reads next-token probabilities; "
+                                 "it needs parse digits-expectation or yes-no, not "
+                                 f"{self.parser.name}")
             if url or server_options:
                 raise ValueError("judge: url, gguf, slots, threads and ctx_size are options of "
                                  "backend server")
@@ -418,12 +420,19 @@ class Judge(Signal):
         for f in fields:
             message = self._message(f)
             prompts.append(prompt_ids(lm.tokenizer, message.get("prompt") or message["messages"]))
-        digits = list(self.parser.digits)
-        lp = next_token_logprobs(lm, prompts, digits, batch_size=self.batch_size)
+        if self.parser.name == "yes-no":  # every one-token spelling of yes and no
+            from winnow.models.judge import yes_no_tokens
+
+            entries, texts = zip(*yes_no_tokens(lm.tokenizer))
+        else:
+            entries = texts = tuple(self.parser.digits)
+        lp = next_token_logprobs(lm, prompts, list(entries), batch_size=self.batch_size)
         self._stats["calls"] += len(prompts)
         self._stats["prompt_tokens"] += sum(len(p) for p in prompts)
-        return [Result(text=None, logprobs=[{"token": None, "top_logprobs": [
-            {"token": d, "logprob": float(v)} for d, v in zip(digits, row)]}])
+        first = self.parser.name == "yes-no"  # the read-off's own most likely alternative
+        return [Result(text=None, logprobs=[{
+            "token": texts[int(np.argmax(row))] if first else None,
+            "top_logprobs": [{"token": t, "logprob": float(v)} for t, v in zip(texts, row)]}])
             for row in lp]
 
     def _read(self, result: Result) -> tuple[Any, str | None, bool, str | None]:
