@@ -183,3 +183,11 @@ def test_threshold_recipe_needs_no_budget_and_budget_recipe_does(shared_data, tm
     assert len(json.loads(out.read_text(encoding="utf-8"))) == len(over)
     result = invoke("select", "random", "--data", data, "--out", tmp_path / "r.json")
     assert result.exit_code == 2 and "--budget is required" in result.output
+
+
+def test_set_values_are_yaml_scalars_and_exponent_numbers_are_floats():
+    from winnow.cli.common import parse_sets
+
+    got = parse_sets(["lr=1e-3", "a=2.0e-4", "n=3", "flag=true", "name=e5", "none=null"])
+    assert got == {"lr": 0.001, "a": 0.0002, "n": 3, "flag": True, "name": "e5",
+                   "none": None}

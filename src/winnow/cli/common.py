@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,14 +36,21 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def parse_sets(pairs: list[str] | None, option: str = "--set") -> dict[str, Any]:
-    """``key=value`` pairs; values parsed as YAML scalars (numbers, booleans, null)."""
+    """``key=value`` pairs; values parsed as YAML scalars (numbers, booleans, null), and
+    ``1e-3``-style numbers (YAML 1.1 reads those as text) as floats."""
     params = {}
     for pair in pairs or []:
         if "=" not in pair:
             fail(f"{option} {pair!r}: expected key=value")
         key, value = pair.split("=", 1)
-        params[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml.safe_load(value) if value.strip() else ""
+        if isinstance(parsed, str) and _FLOAT.fullmatch(parsed.strip()):
+            parsed = float(parsed)
+        params[key.strip()] = parsed
     return params
 
 
