@@ -66,3 +66,28 @@ class Signal(ABC):
         return store.compute(self.name, key, len(pool),
                              lambda a, b: self.compute(pool, a, b),
                              shard_size=self.shard_size, meta=meta, run_shards=run_shards)
+
+
+class CausalLMSignal(Signal):
+    """Base class of signals that run one causal LM: the parameters ``model``, ``dtype``
+    (resolved, e.g. "bf16") and ``revision``, on ``self.device``, loaded once per process
+    and shared (:func:`winnow.models.causal_lm.shared_causal_lm`)."""
+
+    device: str = "cpu"
+    _identity: dict[str, Any] | None = None
+
+    @property
+    def lm(self):
+        from winnow.models.causal_lm import shared_causal_lm
+
+        p = self.params
+        return shared_causal_lm(p["model"], self.device, p["dtype"], p["revision"])
+
+    def identity(self) -> dict[str, Any]:
+        from winnow.models.causal_lm import model_identity
+
+        if self._identity is None:
+            p = self.params
+            self._identity = model_identity(p["model"], revision=p["revision"]) \
+                or self.lm.identity
+        return self._identity

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from winnow.data.pool import Pool
-from winnow.signals.base import Columns, Signal
+from winnow.signals.base import CausalLMSignal, Columns
 from winnow.signals.embeddings import last_parts
 
 SYSTEM = ("You are an expert assistant. Given an instruction and, where there is one, an "
@@ -144,7 +144,7 @@ def rounds(n: int, n_demos: int, n_queries: int, folds: int,
     return out
 
 
-class DataWhisperer(Signal):
+class DataWhisperer(CausalLMSignal):
     """Few-shot demonstration value weighted by attention (see the module doc).
 
     Parameters: model ("default" or any causal LM with a chat template), n_demos (5),
@@ -183,24 +183,8 @@ class DataWhisperer(Signal):
                          max_new_tokens=int(max_new_tokens), metric=metric,
                          dtype=dtype_name(resolve_dtype(dtype, resolve_device(self.device))),
                          revision=revision)
-        self._identity: dict[str, Any] | None = None
         self._done: dict[tuple[str, int], tuple[np.ndarray, np.ndarray] | None] = {}
 
-    @property
-    def lm(self):
-        from winnow.models.causal_lm import shared_causal_lm
-
-        p = self.params
-        return shared_causal_lm(p["model"], self.device, p["dtype"], p["revision"])
-
-    def identity(self) -> dict[str, Any]:
-        from winnow.models.causal_lm import model_identity
-
-        if self._identity is None:
-            p = self.params
-            self._identity = model_identity(p["model"], revision=p["revision"]) \
-                or self.lm.identity
-        return self._identity
 
     def layer(self) -> int:
         from winnow.models.attention import decoder_layers

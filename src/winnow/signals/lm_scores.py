@@ -46,7 +46,7 @@ from winnow.data.templates import (
     encode_batch,
     get_template,
 )
-from winnow.signals.base import Columns, Signal
+from winnow.signals.base import CausalLMSignal, Columns
 
 if TYPE_CHECKING:  # the model layer (torch) loads when a signal computes, not to validate
     from winnow.models.causal_lm import LoadedLM
@@ -224,7 +224,7 @@ def instruction_scores(lm: LoadedLM, conversations: Seq[list[dict[str, Any]]], *
     return cols
 
 
-class _LMSignal(Signal):
+class _LMSignal(CausalLMSignal):
     """Common parameters and lazy model loading of the causal-LM signals."""
 
     shard_size = 512
@@ -241,23 +241,7 @@ class _LMSignal(Signal):
         get_template(template)  # fail early on an unknown name
         super().__init__(model=str(model), template=str(template), max_length=int(max_length),
                          dtype=self.dtype, revision=revision, **params)
-        self._identity: dict[str, Any] | None = None
 
-    @property
-    def lm(self) -> LoadedLM:
-        p = self.params
-        from winnow.models.causal_lm import shared_causal_lm
-
-        return shared_causal_lm(p["model"], self.device, self.dtype, p["revision"])
-
-    def identity(self) -> dict[str, Any]:
-        from winnow.models.causal_lm import model_identity
-
-        if self._identity is None:
-            p = self.params
-            self._identity = model_identity(p["model"], revision=p["revision"]) \
-                or self.lm.identity
-        return self._identity
 
 
 class LMScores(_LMSignal):

@@ -24,17 +24,15 @@ KV cache serves every anchor (:func:`winnow.models.token_scores.score_after_pref
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from winnow.data.pool import Pool
-from winnow.signals.base import Columns, Signal
+from winnow.signals.base import CausalLMSignal, Columns
 from winnow.signals.embeddings import LMEmbedding, nuggets_parts
 from winnow.store import Store
 
 
-class Nuggets(Signal):
+class Nuggets(CausalLMSignal):
     """Golden score of every example against k-means anchors (see the module doc).
 
     Parameters: model ("default" or any causal LM), n_anchors (100; fewer when the pool is
@@ -66,24 +64,8 @@ class Nuggets(Signal):
                          max_length=int(max_length), embed_max_length=int(embed_max_length),
                          dtype=dtype_name(resolve_dtype(dtype, resolve_device(self.device))),
                          revision=revision)
-        self._identity: dict[str, Any] | None = None
         self._anchors: tuple[str, np.ndarray, list, np.ndarray] | None = None
 
-    @property
-    def lm(self):
-        p = self.params
-        from winnow.models.causal_lm import shared_causal_lm
-
-        return shared_causal_lm(p["model"], self.device, p["dtype"], p["revision"])
-
-    def identity(self) -> dict[str, Any]:
-        from winnow.models.causal_lm import model_identity
-
-        if self._identity is None:
-            p = self.params
-            self._identity = model_identity(p["model"], revision=p["revision"]) \
-                or self.lm.identity
-        return self._identity
 
     def _embedder(self) -> LMEmbedding:
         p = self.params
