@@ -212,6 +212,31 @@ def test_example_losses_equal_hf_model_loss(lora, items):
     assert abs(full - want[0].item()) > 1e-3
 
 
+def test_example_losses_in_length_batches_equal_the_model_loss_one_at_a_time(lora, items):
+    """The re-scoring of dynamic selection (length-sorted batches of at most 4 rows) gives
+    each example the HF model's own loss run alone in fp32; under bf16 autocast the losses
+    keep their order and stay within bf16's rounding of the logits."""
+    from scipy.stats import spearmanr
+
+    from winnow.data.tokenize import Collator
+    from winnow.train.scoring import example_losses
+
+    with torch.no_grad():
+        want = np.array([lora.model(input_ids=torch.tensor([e["input_ids"]]),
+                                    labels=torch.tensor([e["labels"]])).loss.item()
+                         for e in items])
+    order = np.arange(len(items))[::-1]  # the result follows ``indices``, not the batches
+    lora.model.train()
+    got = example_losses(lora.model, items, Collator(lora.pad_id), order, "cpu", batch_size=4)
+    assert np.allclose(got, want[order], rtol=1e-4, atol=0)
+    low = example_losses(lora.model, items, Collator(lora.pad_id), order, "cpu", batch_size=4,
+                         dtype="bf16")
+    assert lora.model.training  # the caller's mode is restored
+    lora.model.eval()
+    assert np.abs(low - got).max() < 0.05 * np.abs(got).max()
+    assert spearmanr(low, got).statistic > 0.9
+
+
 def _signal(**kw):
     return GradientFeatures(model="default", proj_dim=128, max_length=48, device="cpu",
                             lora_seed=1, **TINY, **kw)

@@ -63,6 +63,8 @@ class SelectionState:
     lr_scheduler : the trainer's scheduler (current learning rate: ``get_last_lr()``).
     extras : anything the caller adds (a target pool and its tokenized set for targeted
         methods: ``extras["target"]``, ``extras["target_dataset"]``).
+    score_dtype : dtype of the re-scoring passes (``"auto"``: bf16 autocast where the
+        hardware runs it natively).
     """
 
     phase: Phase
@@ -75,13 +77,18 @@ class SelectionState:
     device: torch.device
     lr_scheduler: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    score_dtype: str = "auto"
 
     def example_losses(self, model, indices=None, batch_size: int = 8) -> np.ndarray:
-        """Mean response-token loss of each example (all of them when ``indices`` is None)."""
+        """Mean response-token loss of each example (all of them when ``indices`` is None)
+        under the live model in eval mode: length-sorted batches, bf16 autocast where the
+        hardware runs it (``score_dtype``), with a progress bar."""
         from winnow.train.scoring import example_losses
 
         idx = np.arange(len(self.dataset)) if indices is None else np.asarray(indices)
-        return example_losses(model, self.dataset, self.collator, idx, self.device, batch_size)
+        return example_losses(model, self.dataset, self.collator, idx, self.device, batch_size,
+                              dtype=self.score_dtype, progress=True,
+                              desc=f"re-scoring the pool (step {self.phase.start})")
 
     def rng(self, salt: int = 0) -> np.random.Generator:
         """A generator seeded by (seed, phase start, salt): same run, same draws."""
