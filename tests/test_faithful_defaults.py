@@ -95,7 +95,8 @@ def test_nice_samples_with_nice_nucleus_settings(lm32, shared_data):
     target = load_pool(shared_data / "targets" / "gsm8k.jsonl")
     tok, model = lm32.tokenizer, lm32.model
     prompt = prompt_ids(tok, target.conversations[0], 4096, "alpaca")
-    got = sample_responses(model, tok, prompt, 2, temperature=1.2, max_new_tokens=16, seed=7)
+    (got,) = sample_responses(model, tok, [prompt], 2, temperature=1.2, max_new_tokens=16,
+                             seed=7)
 
     def reference(**sampling):
         torch.manual_seed(7)
@@ -114,6 +115,27 @@ def test_nice_samples_with_nice_nucleus_settings(lm32, shared_data):
 
     assert got == reference(top_k=50, top_p=0.95)
     assert got != reference(top_k=50, top_p=1.0)  # the nucleus cut changes the draws
+
+
+def test_nice_batched_sampling_keeps_each_prompt_apart(lm32, shared_data):
+    """Prompts of different lengths sampled in one left-padded call at a temperature that
+    leaves only the most likely token give each prompt its own greedy continuation."""
+    from winnow.data.tokenize import prompt_ids
+    from winnow.models.policy_gradients import sample_responses
+
+    target = load_pool(shared_data / "targets" / "gsm8k.jsonl")
+    tok, model = lm32.tokenizer, lm32.model
+    prompts = [prompt_ids(tok, target.conversations[i], 4096, "alpaca") for i in (0, 3, 5)]
+    assert len({len(p) for p in prompts}) == 3
+    got = sample_responses(model, tok, prompts, 2, temperature=1e-6, max_new_tokens=12,
+                           seed=0, batch_size=3)
+    for prompt, rows in zip(prompts, got):
+        ids = torch.tensor([prompt])
+        with torch.no_grad():
+            greedy = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                    do_sample=False, max_new_tokens=12,
+                                    pad_token_id=tok.pad_token_id)[0, len(prompt):].tolist()
+        assert rows == [greedy, greedy]
 
 
 def test_nice_recipe_params_reach_the_signal(shared_data):

@@ -160,6 +160,7 @@ class PolicyGradientFeatures(GradientFeatures):
     """
 
     name = "policy_gradient_features"
+    version = "2"  # samples drawn in batches of prompts
     columns = ("grad", "grad_norm", "reward_mean", "rewards_missing")
     shard_size = 16
 
