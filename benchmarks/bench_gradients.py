@@ -16,10 +16,14 @@ Both are timed once on a 65536-row slice before the runs; the baseline uses the 
 Deviations, none of them slowing the baseline: LESS rounds the buffered gradients to
 float16 before projecting (here they stay float32) and runs on a GPU in the model's dtype.
 
-``winnow`` length-buckets the examples (16 per batch, 4096 padded tokens at most), takes
+``winnow`` length-buckets the examples (16 per batch, ``--max-tokens`` padded tokens at
+most), takes
 per-example gradients from one backward pass (``hooks``), applies the Adam transform and
 the sparse projection block by block; ``winnow-loop`` is the same pipeline with one
-forward/backward per example (isolates the batching from the projection).
+forward/backward per example (isolates the batching from the projection). Where the CPU
+runs bf16 natively, both also run with the forward under bf16 autocast (weights and the
+per-example weight gradients stay float32); their features are compared with the fp32 ones,
+per example (cosine: median and minimum).
 
 All variants share the examples, the adapter and its Adam moments (one real AdamW step),
 run interleaved (A, B, C, A, B, C, ...) with no warm-up round, median of ``--runs``.
@@ -58,6 +62,7 @@ from _machine import header, machine
 
 from winnow.data import load_pool
 from winnow.data.tokenize import batches, collate, tokenize_conversations
+from winnow.models.device import cpu_has_bf16
 from winnow.models.grad_features import adam_transform, project_examples
 from winnow.models.lora import grad_dim, load_lora_model
 from winnow.models.per_example_grads import per_example_grads
@@ -67,6 +72,8 @@ from winnow.models.token_scores import causal_lm, label_nll
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mixed_pool.jsonl"
 BASELINE = "LESS-style (loop, buffered dense Rademacher)"
+LOOP = "winnow-loop (loop, sparse sketch)"
+HOOKS = "winnow (batched hooks, sparse sketch)"
 
 
 class TrakStyleProjector:
@@ -132,10 +139,10 @@ def less_style(lm, items, projector, moments, buffer: int = 16, keep: list | Non
     return torch.cat(out)
 
 
-def winnow_features(lm, items, projector, moments, method):
+def winnow_features(lm, items, projector, moments, method, dtype="fp32", max_tokens=4096):
     return torch.from_numpy(project_examples(lm.model, items, projector, pad_id=lm.pad_id,
                                              moments=moments, method=method, max_batch=16,
-                                             max_tokens=4096))
+                                             max_tokens=max_tokens, dtype=dtype))
 
 
 def winnow_gradients(lm, items, moments) -> torch.Tensor:
@@ -191,6 +198,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--buffer", type=int, default=16, help="gradients per dense project() "
                     "call (LESS: 16)")
+    ap.add_argument("--max-tokens", type=int, default=4096,
+                    help="padded tokens per batch of the hooks variants")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = ap.parse_args()
@@ -213,11 +222,16 @@ def main() -> None:
     variants = {
         BASELINE: (lambda: less_style(lm, items, dense, moments, args.buffer, keep),
                    2 * args.n * dim * args.proj_dim),
-        "winnow-loop (loop, sparse sketch)": (
-            lambda: winnow_features(lm, items, sparse, moments, "loop"), 2 * args.n * dim),
-        "winnow (batched hooks, sparse sketch)": (
-            lambda: winnow_features(lm, items, sparse, moments, "hooks"), 2 * args.n * dim),
+        LOOP: (lambda: winnow_features(lm, items, sparse, moments, "loop"), 2 * args.n * dim),
+        HOOKS: (lambda: winnow_features(lm, items, sparse, moments, "hooks",
+                                        max_tokens=args.max_tokens), 2 * args.n * dim),
     }
+    if cpu_has_bf16():
+        variants[LOOP + " bf16"] = (
+            lambda: winnow_features(lm, items, sparse, moments, "loop", "bf16"), 2 * args.n * dim)
+        variants[HOOKS + " bf16"] = (
+            lambda: winnow_features(lm, items, sparse, moments, "hooks", "bf16",
+                                    args.max_tokens), 2 * args.n * dim)
     body, head_params = linear_params(lm.model)
     times: dict[str, list[float]] = {k: [] for k in variants}
     feats, flops, tokens = {}, {}, {}
@@ -238,26 +252,28 @@ def main() -> None:
     ours = winnow_gradients(lm, items, moments)
     grad_cos = cosines(exact, ours)
     rel_err = ((exact.double() - ours.double()).norm(dim=1) / exact.double().norm(dim=1)).max()
-    loop_cos = cosines(feats["winnow-loop (loop, sparse sketch)"],
-                       feats["winnow (batched hooks, sparse sketch)"])
+    loop_cos = cosines(feats[LOOP], feats[HOOKS])
+    bf16_cos = {name: cosines(feats[name], feats[name[:-len(" bf16")]])
+                for name in feats if name.endswith(" bf16")}
     g_exact = gram(exact)
     gram_err = {name: float((gram(f) - g_exact).abs().max()) for name, f in feats.items()}
     agreement = {"unprojected_min_cosine": float(grad_cos.min()),
                  "unprojected_max_rel_l2_error": float(rel_err),
                  "winnow_loop_vs_winnow_min_cosine": float(loop_cos.min()),
+                 "bf16_vs_fp32_cosine": {k: {"median": float(c.median()), "min": float(c.min())}
+                                         for k, c in bf16_cos.items()},
                  "pairwise_cosine_max_abs_error_vs_unprojected": gram_err}
 
-    peak = info["peak_gflops"]["fp32"]
     base = statistics.median(times[BASELINE])
     rows = []
     for name, ts in times.items():
         med = statistics.median(ts)
         gflops = flops[name] / med / 1e9
-        rows.append({"variant": name, "dtype": "fp32 model, fp32 projection",
-                     "median_s": med, "runs_s": ts, "features_per_s": args.n / med,
-                     "ratio_vs_less_style": base / med, "tokens": tokens[name],
-                     "flops": flops[name], "gflops": gflops, "fraction_of_fp32_peak":
-                     gflops / peak})
+        dt = "bf16" if name.endswith(" bf16") else "fp32"
+        rows.append({"variant": name, "dtype": dt, "median_s": med, "runs_s": ts,
+                     "features_per_s": args.n / med, "ratio_vs_less_style": base / med,
+                     "tokens": tokens[name], "flops": flops[name], "gflops": gflops,
+                     "fraction_of_peak": gflops / info["peak_gflops"][dt]})
     command = "python benchmarks/bench_gradients.py " + " ".join(sys.argv[1:])
     result = {"command": command, "machine": info, "args": vars(args), "grad_dim": dim,
               "linear_params": body, "head_params": head_params,
@@ -272,28 +288,31 @@ def main() -> None:
     print(f"Gradient features, SmolLM2-135M + LoRA r={args.lora_r} ({dim:,} gradient "
           f"coordinates), {args.n} examples (max length {args.max_length}), Adam features "
           f"projected to {args.proj_dim}; median of {args.runs} interleaved runs\n")
-    print("| variant | dtype | median s | features/s | ratio vs LESS-style | tokens fed | "
-          "GFLOP/s | of fp32 peak |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| variant | forward/backward | median s | features/s | ratio vs LESS-style | "
+          "tokens fed | GFLOP/s | of matmul peak |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['dtype']} | {r['median_s']:.2f} | "
               f"{r['features_per_s']:.3f} | {r['ratio_vs_less_style']:.2f}x | "
-              f"{r['tokens']['fed']} | {r['gflops']:.1f} | {r['fraction_of_fp32_peak']:.0%} |")
+              f"{r['tokens']['fed']} | {r['gflops']:.1f} | "
+              f"{r['fraction_of_peak']:.0%} of {r['dtype']} |")
     print(f"\nLESS-style: {dense_calls} project() call(s) of {args.buffer} gradients per run; "
           f"dense generator used: {generator} (probe on 65536 rows: " + ", ".join(
               f"{k} {v / 1e6:.0f} M entries/s" for k, v in rates.items()) + ")")
     print(f"FLOPs: 4 x ({body / 1e6:.1f}M linear params x tokens fed + "
           f"{head_params / 1e6:.1f}M head params x tokens given logits) + projection "
           f"(dense 2 x rows x {dim} x {args.proj_dim}; sparse 2 x {dim} per example); "
-          "tokens given logits: " + ", ".join(f"{k.split(' ')[0]} {v['given_logits']}"
+          "tokens given logits: " + ", ".join(f"{k}: {v['given_logits']}"
                                               for k, v in tokens.items()))
     print(f"agreement: unprojected Adam gradients, LESS-style (HF loss, one at a time) vs "
           f"winnow (hooks, batched): min cosine {agreement['unprojected_min_cosine']:.6f}, "
           f"max relative L2 error {agreement['unprojected_max_rel_l2_error']:.1e}; "
           f"winnow-loop vs winnow features (same sketch): min cosine "
-          f"{agreement['winnow_loop_vs_winnow_min_cosine']:.6f}; pairwise cosines between "
+          f"{agreement['winnow_loop_vs_winnow_min_cosine']:.6f}; " + "".join(
+              f"{k} vs fp32, per-example cosine median {v['median']:.5f}, min {v['min']:.5f}; "
+              for k, v in agreement["bf16_vs_fp32_cosine"].items()) + "pairwise cosines between "
           "examples, max abs error against the unprojected gradients: " + ", ".join(
-              f"{k.split(' ')[0]} {v:.4f}" for k, v in gram_err.items()))
+              f"{k}: {v:.4f}" for k, v in gram_err.items()))
     print(f"\ncommand: {command}")
     print(f"json: {out}")
 

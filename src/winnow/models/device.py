@@ -7,6 +7,7 @@ support; CPUs with AVX512-BF16 or AMX), else float32.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -70,3 +71,15 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 def dtype_name(dtype: torch.dtype) -> str:
     """Short name of a torch dtype: "fp32", "bf16", "fp16"."""
     return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def autocast(device: str | torch.device,
+             dtype: str | torch.dtype) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward passes run inside: ``torch.autocast`` to ``dtype``
+    (``"auto"`` resolved for ``device``), or nothing for float32. Weights keep their dtype;
+    backward passes follow the forward's dtypes."""
+    device = resolve_device(device)
+    dt = resolve_dtype(dtype, device)
+    if dt == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dt)

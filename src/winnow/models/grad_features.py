@@ -34,12 +34,14 @@ def project_examples(model, items: Sequence[dict[str, list[int]]], projector: Pr
                      pad_id: int, moments: tuple[torch.Tensor, torch.Tensor] | None = None,
                      method: str = "hooks", max_tokens: int = 4096, max_batch: int = 16,
                      weights: Sequence[float] | None = None, reduction: str = "mean",
+                     dtype: str | torch.dtype = "fp32",
                      progress: Callable[[int], None] | None = None) -> np.ndarray:
     """(len(items), proj_dim) float32 projections of each item's (weighted) loss gradient.
 
     ``items``: tokenized examples (``input_ids``, ``labels``; :mod:`winnow.data.tokenize`).
     ``moments``: flat (exp_avg, exp_avg_sq) for ``adam`` features, None for ``sgd``.
     ``weights``: per-item loss weights (e.g. rewards), default 1.
+    ``dtype``: of the forward passes (``"bf16"``: autocast; see :func:`per_example_grads`).
     """
     device = next(p for _, p in trainable(model)).device
     sizes = [p.numel() for _, p in trainable(model)]
@@ -50,7 +52,8 @@ def project_examples(model, items: Sequence[dict[str, list[int]]], projector: Pr
     for group in batches([len(e["input_ids"]) for e in items], max_tokens, max_batch):
         batch = {k: v.to(device) for k, v in collate([items[i] for i in group], pad_id).items()}
         w = None if w_all is None else w_all[group].to(device)
-        blocks = per_example_grads(model, batch, method, weights=w, reduction=reduction)
+        blocks = per_example_grads(model, batch, method, weights=w, reduction=reduction,
+                                   dtype=dtype)
         acc = torch.zeros(len(group), projector.proj_dim, device=projector.device)
         offset = 0
         for g, size in zip(blocks, sizes):

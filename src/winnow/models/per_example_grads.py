@@ -11,6 +11,10 @@ Two ways, same result:
 ``loop``: one forward/backward per example (the way the LESS code works); the reference,
     and the fallback when a trainable parameter is not a Linear weight or bias.
 
+``dtype`` ``"bf16"`` runs the forward pass under bf16 autocast (weights, LoRA included, stay
+float32; the backward follows the forward's dtypes); the per-example weight gradients are
+summed in float32 either way.
+
 ``benchmarks/bench_gradients.py`` times both (and the LESS-style pipeline) side by side. The
 loss of an example is the mean (or summed) token NLL over its labelled (response) tokens,
 :func:`winnow.models.token_scores.label_nll`.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from winnow.models.device import autocast
 from winnow.models.lora import trainable
 from winnow.models.token_scores import label_nll
 
@@ -46,25 +51,28 @@ def supports_hooks(model) -> bool:
 
 
 def per_example_grads(model, batch: dict[str, torch.Tensor], method: str = "hooks",
-                      weights: torch.Tensor | None = None, reduction: str = "mean"
-                      ) -> list[torch.Tensor]:
+                      weights: torch.Tensor | None = None, reduction: str = "mean",
+                      dtype: str | torch.dtype = "fp32") -> list[torch.Tensor]:
     """Per-example gradient blocks, one (b, numel) float32 tensor per trainable parameter
-    in model order, of ``weights[i] * loss_i`` (weights default to 1)."""
+    in model order, of ``weights[i] * loss_i`` (weights default to 1); forward passes in
+    ``dtype`` (fp32, or bf16/fp16 autocast)."""
     if method not in METHODS:
         raise ValueError(f"gradient method must be one of {METHODS}, not {method!r}")
+    device = batch["input_ids"].device
     if method == "hooks" and supports_hooks(model):
-        return _hooks(model, batch, weights, reduction)
-    return _loop(model, batch, weights, reduction)
+        return _hooks(model, batch, weights, reduction, device, dtype)
+    return _loop(model, batch, weights, reduction, device, dtype)
 
 
-def _loop(model, batch, weights, reduction) -> list[torch.Tensor]:
+def _loop(model, batch, weights, reduction, device, dtype) -> list[torch.Tensor]:
     params = [p for _, p in trainable(model)]
     rows: list[list[torch.Tensor]] = [[] for _ in params]
     b = batch["input_ids"].shape[0]
     for i in range(b):
         n = int(batch["attention_mask"][i].sum())
         one = {k: v[i:i + 1, :n] for k, v in batch.items()}
-        loss = label_nll(model, one, reduction)[0]
+        with autocast(device, dtype):
+            loss = label_nll(model, one, reduction)[0]
         if weights is not None:
             loss = loss * weights[i]
         if loss.requires_grad:
@@ -76,7 +84,7 @@ def _loop(model, batch, weights, reduction) -> list[torch.Tensor]:
     return [torch.stack(r) for r in rows]
 
 
-def _hooks(model, batch, weights, reduction) -> list[torch.Tensor]:
+def _hooks(model, batch, weights, reduction, device, dtype) -> list[torch.Tensor]:
     owners = _owners(model)
     modules = list(dict.fromkeys(m for m, _ in owners))
     calls: dict[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {m: [] for m in modules}
@@ -86,7 +94,8 @@ def _hooks(model, batch, weights, reduction) -> list[torch.Tensor]:
 
     handles = [m.register_forward_hook(hook) for m in modules]
     try:
-        losses = label_nll(model, batch, reduction)
+        with autocast(device, dtype):
+            losses = label_nll(model, batch, reduction)
     finally:
         for h in handles:
             h.remove()

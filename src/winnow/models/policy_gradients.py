@@ -51,7 +51,7 @@ def policy_features(model, tokenizer, pool: Pool, rows, reward: RewardBackend, p
                     pad_id: int, mc_samples: int, temperature: float, max_new_tokens: int,
                     max_prompt_length: int, seed: int, template: str | None,
                     top_p: float = 0.95, top_k: int = 50, max_tokens: int = 4096,
-                    max_batch: int = 16, gen_batch: int = 8
+                    max_batch: int = 16, gen_batch: int = 8, dtype: str = "fp32"
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features (len(rows), proj_dim) float32, mean reward, missing rewards) of target rows."""
     rows = [int(i) for i in rows]
@@ -78,6 +78,6 @@ def policy_features(model, tokenizer, pool: Pool, rows, reward: RewardBackend, p
         with torch.enable_grad():
             proj = project_examples(model, items, projector, pad_id=pad_id,
                                     weights=[r for _, r in kept], reduction="sum",
-                                    max_tokens=max_tokens, max_batch=max_batch)
+                                    max_tokens=max_tokens, max_batch=max_batch, dtype=dtype)
         feats.append(proj.sum(0) / len(kept))
     return np.stack(feats), np.array(means), np.array(missing, dtype=np.int64)

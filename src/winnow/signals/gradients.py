@@ -74,6 +74,8 @@ class GradientFeatures(Signal):
     template : prompt template (``chat``, ``alpaca``, ``plain``); None: the tokenizer's chat
         template when it has one, else ``alpaca``.
     method : per-example gradient method (``hooks`` or ``loop``); not part of the key.
+    dtype : forward passes in ``fp32`` or under ``bf16`` autocast (weights stay fp32;
+        ``benchmarks/bench_gradients.py`` measures the cosine to the fp32 features).
     """
 
     name = "gradient_features"
@@ -117,7 +119,7 @@ class GradientFeatures(Signal):
             self._lm = load_lora_model(p["model"], p["checkpoint"], lora_r=p["lora_r"],
                                        lora_alpha=p["lora_alpha"], lora_dropout=p["lora_dropout"],
                                        lora_targets=p["lora_targets"], lora_seed=p["lora_seed"],
-                                       device=p["device"], dtype=p["dtype"])
+                                       device=p["device"])
         return self._lm
 
     def identity(self) -> dict[str, Any]:
@@ -143,7 +145,7 @@ class GradientFeatures(Signal):
             raw = project_examples(lm.model, items, self.projector(), pad_id=lm.pad_id,
                                    moments=self._moments, method=self.params["method"],
                                    max_tokens=self.params["max_tokens"],
-                                   max_batch=self.params["max_batch"])
+                                   max_batch=self.params["max_batch"], dtype=self.params["dtype"])
         unit, norms = normalise(raw)
         return {"grad": unit, "grad_norm": norms}
 
@@ -184,7 +186,7 @@ class PolicyGradientFeatures(GradientFeatures):
             pad_id=lm.pad_id, mc_samples=p["mc_samples"], temperature=p["temperature"],
             max_new_tokens=p["max_new_tokens"], max_prompt_length=p["max_prompt_length"],
             seed=p["seed"], template=p["template"], top_p=p["top_p"], top_k=p["top_k"],
-            max_tokens=p["max_tokens"], max_batch=p["max_batch"])
+            max_tokens=p["max_tokens"], max_batch=p["max_batch"], dtype=p["dtype"])
         unit, norms = normalise(feats)
         return {"grad": unit, "grad_norm": norms, "reward_mean": means,
                 "rewards_missing": missing}

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
 from winnow.data.tokenize import IGNORE_INDEX, batches
-from winnow.models.device import dtype_name, resolve_dtype
+from winnow.models.device import autocast, dtype_name, resolve_dtype
 from winnow.models.token_scores import default_token_budget, label_nll
-
-
-def _autocast(device: torch.device, dtype: torch.dtype, model) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on ``device`` when ``dtype`` is lower than the model's own."""
-    own = next(model.parameters()).dtype
-    if dtype == own or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.no_grad()
@@ -46,7 +36,7 @@ def example_losses(model, dataset, collator, indices, device, batch_size: int = 
     bar = tqdm(total=len(items), desc=f"{desc} ({dtype_name(low)})", unit="ex",
                disable=not progress, leave=False)
     try:
-        with _autocast(device, low, model):
+        with autocast(device, low):
             for group in batches([len(x["input_ids"]) for x in items], budget, batch_size):
                 batch = {k: v.to(device) for k, v in collator([items[j] for j in group]).items()}
                 mean = label_nll(model, batch).double().cpu().numpy()
