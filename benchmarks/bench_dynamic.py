@@ -41,14 +41,15 @@ from scipy.stats import spearmanr
 from winnow.data import load_pool
 from winnow.data.tokenize import IGNORE_INDEX, Collator, tokenize_pool
 from winnow.models.device import cpu_has_bf16
-from winnow.models.token_scores import label_nll
+from winnow.models.token_scores import default_token_budget, label_nll
 from winnow.train import TrainConfig, train
 from winnow.train.lora import build_lora_model
 from winnow.train.scoring import example_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "alpaca_en_demo.json"
-BASE = "index order, batch 8, fp32"
+BATCH = 8  # rows per batch, both ways
+BASE = f"index order, batch {BATCH}, fp32"
 
 
 @torch.no_grad()
@@ -93,11 +94,11 @@ def rescoring(args, info) -> dict:
         for v in variants:
             t = time.perf_counter()
             if v == BASE:
-                outputs[v], fed[v] = index_order(model, items, collator)
+                outputs[v], fed[v] = index_order(model, items, collator, BATCH)
             else:
-                outputs[v] = example_losses(model, items, collator, idx, "cpu",
+                outputs[v] = example_losses(model, items, collator, idx, "cpu", BATCH,
                                             dtype=v.split()[-1])
-                fed[v] = sorted_fed(items, 8, 1024)
+                fed[v] = sorted_fed(items, BATCH, default_token_budget(torch.device("cpu")))
             times[v].append(time.perf_counter() - t)
             print(f"run {run + 1}/{args.runs} {v}: {times[v][-1]:.1f} s", file=sys.stderr)
     base = statistics.median(times[BASE])
