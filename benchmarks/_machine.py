@@ -3,7 +3,8 @@
 ``machine()`` returns the CPU model name, its SIMD/matrix flags that matter for fp32 and
 bf16 matmuls, the logical CPU count, torch's version and thread count, the load average,
 and this machine's measured dense matmul peak: the median GFLOP/s (2·n³ FLOPs) of
-``repeats`` n×n×n ``torch.matmul`` calls after one untimed call, in fp32 and in bf16.
+``repeats`` n×n×n ``torch.matmul`` calls after one untimed call, in fp32 and in bf16, on
+the device the benchmark runs on (``device="cuda"``: the GPU's name too, n 8192).
 Benchmarks divide their own FLOP rates by these peaks. ``header(info)`` formats it.
 """
 
@@ -35,22 +36,27 @@ def cpu_model_and_flags() -> tuple[str, set[str]]:
     return model, flags
 
 
-def matmul_gflops(dtype, n: int = 2048, repeats: int = 5) -> float:
+def matmul_gflops(dtype, n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
     """Median GFLOP/s of ``repeats`` n×n×n matmuls in ``dtype`` (one untimed call first)."""
     import torch
 
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if a.is_cuda else (lambda: None)
     a @ b
+    sync()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         a @ b
+        sync()
         times.append(time.perf_counter() - t)
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def machine(peak: bool = True, n: int = 2048, repeats: int = 5) -> dict:
-    """CPU, flags, torch and (``peak``) the measured fp32 and bf16 matmul GFLOP/s."""
+def machine(peak: bool = True, n: int = 2048, repeats: int = 5, device: str = "cpu") -> dict:
+    """CPU, flags, torch, the GPU (``device`` cuda) and (``peak``) the measured fp32 and
+    bf16 matmul GFLOP/s on ``device``."""
     import torch
 
     model, flags = cpu_model_and_flags()
@@ -58,10 +64,14 @@ def machine(peak: bool = True, n: int = 2048, repeats: int = 5) -> dict:
             "flags": {f: f in flags for f in FLAGS},
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
+    device = str(device)
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(device)
+        n = max(n, 8192)
     if peak:
-        info["matmul"] = f"{n}^3, median of {repeats}"
-        info["peak_gflops"] = {"fp32": matmul_gflops(torch.float32, n, repeats),
-                               "bf16": matmul_gflops(torch.bfloat16, n, repeats)}
+        info["matmul"] = f"{n}^3 on {device}, median of {repeats}"
+        info["peak_gflops"] = {"fp32": matmul_gflops(torch.float32, n, repeats, device),
+                               "bf16": matmul_gflops(torch.bfloat16, n, repeats, device)}
     return info
 
 
@@ -72,6 +82,8 @@ def header(info: dict) -> str:
     lines = [f"CPU: {info['cpu']} ({info['cpus']} logical CPUs; has {have}; lacks {lack}); "
              f"torch {info['torch']}, {info['torch_threads']} threads; load average "
              f"{' '.join(str(x) for x in info['load_average'])}"]
+    if "gpu" in info:
+        lines.append(f"GPU: {info['gpu']}")
     if "peak_gflops" in info:
         p = info["peak_gflops"]
         lines.append(f"measured matmul peak ({info['matmul']}): fp32 {p['fp32']:.1f} GFLOP/s, "

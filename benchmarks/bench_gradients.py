@@ -81,41 +81,49 @@ class TrakStyleProjector:
     each block's (grad_dim, block_size) ±1 matrix is regenerated from its own seed on every
     ``project()`` call (one pass over the blocks per call, whatever the batch size)."""
 
-    def __init__(self, grad_dim: int, proj_dim: int, seed: int = 0, block_size: int = 128):
+    def __init__(self, grad_dim: int, proj_dim: int, seed: int = 0, block_size: int = 128,
+                 device: str = "cpu"):
         self.proj_dim, self.seed, self.block_size = proj_dim, seed, min(block_size, proj_dim)
-        self.block = torch.empty(grad_dim, self.block_size)
+        self.block = torch.empty(grad_dim, self.block_size, device=device)
 
     def project(self, grads: torch.Tensor) -> torch.Tensor:
-        out = torch.empty(grads.shape[0], self.proj_dim)
+        out = torch.empty(grads.shape[0], self.proj_dim, device=grads.device)
         for i, lo in enumerate(range(0, self.proj_dim, self.block_size)):
             hi = min(lo + self.block_size, self.proj_dim)
-            gen = torch.Generator().manual_seed(self.seed + 1000 * i)
+            gen = torch.Generator(self.block.device).manual_seed(self.seed + 1000 * i)
             self.block.bernoulli_(0.5, generator=gen).mul_(2).sub_(1)
             out[:, lo:hi] = grads @ self.block[:, :hi - lo]
         return out
 
 
-def dense_projector(dim: int, proj_dim: int, rows: int, probe_dim: int = 65536):
+def dense_projector(dim: int, proj_dim: int, rows: int, probe_dim: int = 65536,
+                    device: str = "cpu"):
     """(name, projector for ``dim``, {name: matrix entries generated and applied per s})."""
-    make = {"trak": lambda d: TrakStyleProjector(d, proj_dim),
-            "winnow": lambda d: Projector(d, proj_dim, seed=0, kind="rademacher", cache_bytes=0)}
+    make = {"trak": lambda d: TrakStyleProjector(d, proj_dim, device=device),
+            "winnow": lambda d: Projector(d, proj_dim, seed=0, kind="rademacher", cache_bytes=0,
+                                          device=device)}
     probe_dim = min(probe_dim, dim)
-    G = torch.randn(rows, probe_dim)
+    G = torch.randn(rows, probe_dim, device=device)
     rates = {}
     for name, new in make.items():
         proj = new(probe_dim)
         t = time.perf_counter()
-        proj.project(G)
+        proj.project(G).sum().item()
         rates[name] = probe_dim * proj_dim / (time.perf_counter() - t)
     best = max(rates, key=rates.get)
     return best, make[best](dim), rates
+
+
+def on_device(lm, items) -> dict[str, torch.Tensor]:
+    """``items`` collated and moved to the model's device."""
+    return {k: v.to(lm.model.device) for k, v in collate(items, lm.pad_id).items()}
 
 
 def moments_after_one_step(lm, items):
     """Real Adam moments: one AdamW step on a few examples."""
     params = [p for p in lm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    label_nll(lm.model, collate(items[:4], lm.pad_id)).mean().backward()
+    label_nll(lm.model, on_device(lm, items[:4])).mean().backward()
     opt.step()
     lm.model.zero_grad()
     return (torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in params]),
@@ -127,7 +135,7 @@ def less_style(lm, items, projector, moments, buffer: int = 16, keep: list | Non
     params = [p for p in lm.model.parameters() if p.requires_grad]
     out, full = [], []
     for i, e in enumerate(items):
-        lm.model(**collate([e], lm.pad_id)).loss.backward()
+        lm.model(**on_device(lm, [e])).loss.backward()
         full.append(adam_transform(torch.cat([p.grad.reshape(-1) for p in params]), *moments))
         lm.model.zero_grad()
         if len(full) == buffer or i == len(items) - 1:
@@ -149,9 +157,8 @@ def winnow_gradients(lm, items, moments) -> torch.Tensor:
     """(n, grad_dim) unprojected Adam gradients the way winnow computes them (hooks)."""
     out = torch.empty(len(items), grad_dim(lm.model))
     for group in batches([len(e["input_ids"]) for e in items], 4096, 16):
-        blocks = per_example_grads(lm.model, collate([items[i] for i in group], lm.pad_id),
-                                   "hooks")
-        out[group] = adam_transform(torch.cat(blocks, dim=1), *moments)
+        blocks = per_example_grads(lm.model, on_device(lm, [items[i] for i in group]), "hooks")
+        out[group] = adam_transform(torch.cat(blocks, dim=1), *moments).cpu()
     return out
 
 
@@ -202,20 +209,24 @@ def main() -> None:
                     help="padded tokens per batch of the hooks variants")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "gradients.json")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    info = machine()
     pool = load_pool(DATA)
     lm = load_lora_model("default", lora_r=args.lora_r, lora_alpha=4 * args.lora_r,
-                         device="cpu")
+                         device=args.device)
+    device = lm.model.device.type
+    info = machine(device=device)
     dim = grad_dim(lm.model)
     idx = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))[:args.n]
     items = tokenize_conversations(lm.tokenizer, [pool.conversations[int(i)] for i in idx],
                                    None, args.max_length, truncation="right")
     moments = moments_after_one_step(lm, items)
-    generator, dense, rates = dense_projector(dim, args.proj_dim, min(args.buffer, args.n))
-    sparse = Projector(dim, args.proj_dim, seed=0, kind="sparse")
+    generator, dense, rates = dense_projector(dim, args.proj_dim, min(args.buffer, args.n),
+                                              device=device)
+    sparse = Projector(dim, args.proj_dim, seed=0, kind="sparse", device=device)
     counter = TokenCounter(lm.model)
     keep: list[torch.Tensor] = []
     dense_calls = -(-args.n // args.buffer)
@@ -226,7 +237,7 @@ def main() -> None:
         HOOKS: (lambda: winnow_features(lm, items, sparse, moments, "hooks",
                                         max_tokens=args.max_tokens), 2 * args.n * dim),
     }
-    if cpu_has_bf16():
+    if cpu_has_bf16() or device == "cuda":
         variants[LOOP + " bf16"] = (
             lambda: winnow_features(lm, items, sparse, moments, "loop", "bf16"), 2 * args.n * dim)
         variants[HOOKS + " bf16"] = (
@@ -241,15 +252,15 @@ def main() -> None:
                 keep.clear()
             counter.fed = counter.head = 0
             t = time.perf_counter()
-            feats[name] = fn()
+            feats[name] = fn().cpu()
             times[name].append(time.perf_counter() - t)
             tokens[name] = {"fed": counter.fed, "given_logits": counter.head}
             flops[name] = 4 * (body * counter.fed + head_params * counter.head) + proj_flops
             print(f"run {run + 1}/{args.runs} {name}: {times[name][-1]:.1f} s", file=sys.stderr)
 
     # agreement (untimed)
-    exact = torch.cat(keep)
-    ours = winnow_gradients(lm, items, moments)
+    exact = torch.cat(keep).cpu()
+    ours = winnow_gradients(lm, items, moments).cpu()
     grad_cos = cosines(exact, ours)
     rel_err = ((exact.double() - ours.double()).norm(dim=1) / exact.double().norm(dim=1)).max()
     loop_cos = cosines(feats[LOOP], feats[HOOKS])
@@ -280,7 +291,7 @@ def main() -> None:
               "dense_generator": generator, "dense_generation_entries_per_s": rates,
               "dense_project_calls_per_run": dense_calls, "agreement": agreement,
               "rows": rows}
-    out = ROOT / "benchmarks" / "out" / "gradients.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
 

@@ -124,9 +124,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "bench_ifd.json")
     args = ap.parse_args()
 
-    info = machine()
     pool = load_pool(args.data).subset(range(args.n))
     lm32 = load_causal_lm("default", dtype="fp32")
+    info = machine(device=lm32.device.type)
     variants = {LOOP: lm32, "winnow fp32": lm32}
     if cpu_has_bf16() or lm32.device.type == "cuda":
         variants["winnow bf16"] = load_causal_lm("default", dtype="bf16")
@@ -168,8 +168,9 @@ def main() -> None:
 
     command = "python benchmarks/bench_ifd.py " + " ".join(sys.argv[1:])
     print(f"\n{header(info)}\n")
-    print(f"IFD scoring on {info['cpu']}, SmolLM2-135M-Instruct, {args.n} Alpaca examples, "
-          f"max_length {args.max_length}, median of {args.runs} interleaved runs\n")
+    print(f"IFD scoring on {info.get('gpu', info['cpu'])}, SmolLM2-135M-Instruct, "
+          f"{args.n} Alpaca examples, max_length {args.max_length}, median of {args.runs} "
+          "interleaved runs\n")
     print("| variant | dtype | s | examples/s | speed-up | tokens fed (incl. padding) | "
           "positions given logits | GFLOP/s | of matmul peak |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")

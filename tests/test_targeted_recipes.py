@@ -68,8 +68,13 @@ def test_less_recipe_with_warmup(pools, store):
     assert len(ckpts) == 2 and all((c / "optimizer.pt").exists() for c in ckpts)
     record = json.loads((warm[0] / "winnow_warmup.json").read_text())
     assert len(record["weights"]) == 2 and record["weights"][0] > 0
+    stats = res.signal_stats["less"]  # where the signal's time went, in the manifest
+    assert set(stats) == {"pool_features_s", "target_features_s", "matching_s"}
+    assert stats["pool_features_s"] > 0 and stats["target_features_s"] > 0
+    assert res.columns["target:grad"].shape == (4, 64)
     again = run_recipe("less", pool, 3, params=TINY, store=store, target=target)
     assert np.array_equal(again.columns["less"], scores)  # cached, same
+    assert again.signal_stats["less"]["pool_features_s"] < stats["pool_features_s"]
 
 
 def test_g2is_and_cluster_ucb_recipes_reuse_features(pools, store, feature_log):

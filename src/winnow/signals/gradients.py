@@ -39,6 +39,7 @@ and then discarded (plain gradients are used), and its selector requires
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -269,14 +270,22 @@ class LessInfluence(Signal):
         """(influence (n,), the last checkpoint's pool features (n, proj_dim))."""
         p = self.params
         pool_feats, target_feats = [], []
+        self._stats = {"pool_features_s": 0.0, "target_features_s": 0.0, "matching_s": 0.0}
         for ckpt in p["checkpoints"]:
-            pool_signal = self.features(ckpt, p["gradient_type"])
-            pool_feats.append(pool_signal(pool, store, run_shards)["grad"])
-            target_feats.append(self.target_features(ckpt)(self.target, store)["grad"])
+            t = time.perf_counter()
+            pool_feats.append(self.features(ckpt, p["gradient_type"])(pool, store,
+                                                                     run_shards)["grad"])
+            t_pool = time.perf_counter()
+            target_cols = self.target_features(ckpt)(self.target, store)
+            target_feats.append(target_cols["grad"])
+            self._stats["pool_features_s"] += t_pool - t
+            self._stats["target_features_s"] += time.perf_counter() - t_pool
+        t = time.perf_counter()
         groups = (subtask_ids(self.target.extra[p["subtask"]], len(self.target))
                   if p["subtask"] else None)
         scores = influence(pool_feats, target_feats, p["checkpoint_weights"], groups)
-        self._target_columns = {"grad": np.asarray(target_feats[-1])}
+        self._stats["matching_s"] = time.perf_counter() - t
+        self._target_columns = {k: np.asarray(v) for k, v in target_cols.items()}
         self._write_meta(store, pool)
         return scores, pool_feats[-1]
 
@@ -285,8 +294,14 @@ class LessInfluence(Signal):
         return {"less": scores, "grad": grad}
 
     def target_columns(self) -> Columns:
-        """Columns of the target set from the last call (``grad``: (m, proj_dim))."""
+        """Columns of the target set at the last checkpoint, from the last call (``grad``:
+        (m, proj_dim), ``grad_norm``; NICE adds ``reward_mean`` and ``rewards_missing``)."""
         return self._target_columns
+
+    def stats(self) -> dict[str, float]:
+        """Seconds of the last call: pool features, target features (both over all
+        checkpoints, cached or computed) and the matching."""
+        return {k: round(v, 2) for k, v in getattr(self, "_stats", {}).items()}
 
     def _write_meta(self, store: Store, pool: Pool) -> None:
         """Record what the scores were made of (for people; the features are cached)."""
@@ -344,6 +359,18 @@ class NiceInfluence(LessInfluence):
             max_prompt_length=p["max_prompt_length"], seed=p["seed"])
         sig.shard_size = p["save_interval"]
         return sig
+
+    def stats(self) -> dict[str, float]:
+        """:meth:`LessInfluence.stats` plus, at the last checkpoint, ``reward_mean`` (the mean
+        reward of the target samples: a rule reward's accuracy) and ``rewards_missing``."""
+        out: dict[str, Any] = super().stats()
+        cols = self._target_columns
+        if "reward_mean" in cols:
+            means = np.asarray(cols["reward_mean"], dtype=np.float64)
+            out["reward_mean"] = (round(float(np.nanmean(means)), 4)
+                                  if np.isfinite(means).any() else None)
+            out["rewards_missing"] = int(np.sum(cols["rewards_missing"]))
+        return out
 
     def __call__(self, pool: Pool, store: Store | None = None, run_shards=None) -> Columns:
         if self.params["cache_dir"]:

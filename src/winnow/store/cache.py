@@ -130,12 +130,21 @@ class Store:
             atomic_write(base / "shards" / f"{start:09d}-{stop:09d}.npz",
                           lambda f: np.savez(f, **{k: np.asarray(v) for k, v in cols.items()}))
 
-        if run_shards is None:
-            for b in todo:
-                one(b)
-        else:
-            for _ in run_shards(todo, one):
-                pass
+        from tqdm.auto import tqdm
+
+        rows = sum(stop - start for start, stop in todo)
+        bar = tqdm(total=rows, desc=f"{name} ({n - rows} of {n} cached)", unit="ex",
+                   mininterval=5, leave=False, disable=not todo)
+        try:
+            if run_shards is None:
+                for start, stop in todo:
+                    one((start, stop))
+                    bar.update(stop - start)
+            else:
+                for start, stop in run_shards(todo, one):
+                    bar.update(stop - start)
+        finally:
+            bar.close()
         return self._merge(name, key, n)
 
     def _merge(self, name: str, key: str, n: int) -> Columns:

@@ -70,6 +70,7 @@ class TrainConfig:
     save_steps: int = 500
     save_total_limit: int | None = None
     report_to: str | list[str] = "none"
+    disable_tqdm: bool = False
     # train
     per_device_train_batch_size: int = 1
     per_device_eval_batch_size: int = 1

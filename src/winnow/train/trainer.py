@@ -109,7 +109,7 @@ def _training_args(cfg: TrainConfig, has_eval: bool, device: torch.device) -> Tr
         bf16=bf16, fp16=cfg.fp16 and device.type == "cuda", seed=cfg.seed, data_seed=cfg.seed,
         report_to=cfg.report_to, remove_unused_columns=False,
         dataloader_num_workers=cfg.dataloader_num_workers,
-        use_cpu=device.type == "cpu", disable_tqdm=True,
+        use_cpu=device.type == "cpu", disable_tqdm=cfg.disable_tqdm,
     )
     if cfg.gradient_checkpointing:
         kw["gradient_checkpointing"] = True
