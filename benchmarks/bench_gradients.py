@@ -293,7 +293,7 @@ def main() -> None:
               "rows": rows}
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out.write_text(json.dumps(result, indent=2, default=str))
 
     print(f"\n{header(info)}\n")
     print(f"Gradient features, SmolLM2-135M + LoRA r={args.lora_r} ({dim:,} gradient "
