@@ -11,7 +11,7 @@ import numpy as np
 
 from winnow.data.pool import Pool
 from winnow.recipes.budget import parse_budget
-from winnow.recipes.context import RunContext
+from winnow.recipes.context import TARGET_PREFIX, RunContext
 from winnow.recipes.recipe import Recipe, load_recipe
 from winnow.recipes.stages import Reason, describe, kind_of
 from winnow.recipes.validate import validate
@@ -55,9 +55,11 @@ class RunResult:
     signal_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def scalar_columns(self) -> dict[str, np.ndarray]:
-        """Computed per-example columns that are one number per example."""
+        """Computed per-example columns of the pool that are one number per example (the
+        target side's columns, ``target:...``, are not the pool's)."""
         return {k: v for k, v in self.columns.items()
-                if getattr(v, "ndim", 0) == 1 and v.dtype != object}
+                if getattr(v, "ndim", 0) == 1 and v.dtype != object
+                and not k.startswith(TARGET_PREFIX)}
 
     @property
     def fates(self) -> list[dict[str, Any]]:
