@@ -154,3 +154,24 @@ def test_embedding_recipes(pools, store):
     assert len(set(t.selected.tolist())) == 4 and len(set(n.selected.tolist())) == 4
     domains = np.asarray(pool.extra["domain"])
     assert np.mean(domains[n.selected] == "mmlu") >= 0.5  # 4 of the 12 are mmlu
+
+
+def test_a_targeted_recipe_runs_as_a_stage_of_a_chain(pools, store):
+    """``near`` as the second stage after a length filter (responses under 200 characters):
+    its choice is near's own on the rows the filter keeps; the target's embedding stays a
+    target column (not scattered over the pool, not in the pool's scalar columns)."""
+    from winnow.recipes.recipe import Recipe
+
+    pool, target = pools
+    recipe = Recipe.from_dict({"name": "short-then-near",
+                               "signals": {"len": {"signal": "text_length", "text": "response"}},
+                               "stages": [{"filter": "length < 200"}, {"recipe": "near"}]})
+    chained = run_recipe(recipe, pool, 3, store=store, target=target)
+    kept = np.flatnonzero(chained.columns["length"] < 200)
+    assert 3 < len(kept) < len(pool)
+    alone = run_recipe("near", pool.subset(kept), 3, store=store, target=target)
+    assert chained.selected.tolist() == kept[alone.selected].tolist()
+    assert chained.columns["target:embedding"].shape[0] == len(target)
+    scalars = chained.scalar_columns()
+    assert "length" in scalars and all(len(v) == len(pool) for v in scalars.values())
+    assert not any(k.startswith("target:") for k in scalars)
