@@ -71,7 +71,7 @@ def test_less_recipe_with_warmup(pools, store):
     stats = res.signal_stats["less"]  # where the signal's time went, in the manifest
     assert set(stats) == {"pool_features_s", "target_features_s", "matching_s"}
     assert stats["pool_features_s"] > 0 and stats["target_features_s"] > 0
-    assert res.columns["target:grad"].shape == (4, 64)
+    assert res.target_columns["grad"].shape == (4, 64) and "target:grad" not in res.columns
     again = run_recipe("less", pool, 3, params=TINY, store=store, target=target)
     assert np.array_equal(again.columns["less"], scores)  # cached, same
     assert again.signal_stats["less"]["pool_features_s"] < stats["pool_features_s"]
@@ -171,7 +171,6 @@ def test_a_targeted_recipe_runs_as_a_stage_of_a_chain(pools, store):
     assert 3 < len(kept) < len(pool)
     alone = run_recipe("near", pool.subset(kept), 3, store=store, target=target)
     assert chained.selected.tolist() == kept[alone.selected].tolist()
-    assert chained.columns["target:embedding"].shape[0] == len(target)
-    scalars = chained.scalar_columns()
-    assert "length" in scalars and all(len(v) == len(pool) for v in scalars.values())
-    assert not any(k.startswith("target:") for k in scalars)
+    assert chained.target_columns["embedding"].shape[0] == len(target)
+    assert all(len(v) == len(pool) for v in chained.columns.values())
+    assert "length" in chained.scalar_columns()

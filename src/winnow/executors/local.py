@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+from winnow.store.cache import run_in_order
+
 
 class LocalExecutor:
     """In-process executor: shards in order, so a model is loaded once and reused."""
 
     def __call__(self, bounds: Iterable[tuple[int, int]],
                  fn: Callable[[tuple[int, int]], None]) -> Iterator[tuple[int, int]]:
-        for b in bounds:
-            fn(b)
-            yield b
+        return run_in_order(bounds, fn)

@@ -51,6 +51,9 @@ class RunContext:
     target : the target set of targeted methods, if any.
     run_shards : an executor's shard runner (None: in-process).
     candidates : pool indices reaching the current stage (set by the runner).
+    columns : the pool's columns computed so far (length n each).
+    target_columns : the target set's columns computed so far (one row per target example),
+        read by stages as ``target:NAME``; never mixed with the pool's.
     """
 
     pool: Pool
@@ -62,6 +65,7 @@ class RunContext:
     run_shards: Any = None
     candidates: np.ndarray | None = None
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    target_columns: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     signal_keys: dict[str, str] = field(default_factory=dict)
     effective: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -126,11 +130,11 @@ class RunContext:
         """Column ``name`` of the target set: from a targeted signal that reports its target
         side (``target_columns()``), else from the signal declaring ``name`` computed on the
         target pool."""
-        key = TARGET_PREFIX + name
-        if key in self.columns:
-            return self.columns[key]
+        if name in self.target_columns:
+            return self.target_columns[name]
         if self.target is None:
-            raise ValueError(f"column {key!r} needs a target set (--target FILE)")
+            raise ValueError(f"column {TARGET_PREFIX + name!r} needs a target set "
+                             "(--target FILE)")
         for instance, spec in self.signals.items():
             if name not in self._declared(spec):
                 continue
@@ -138,16 +142,16 @@ class RunContext:
             if getattr(cls, "uses_target", False):
                 if instance not in self._done:
                     self.compute_signal(instance)
-                if key in self.columns:
-                    return self.columns[key]
+                if name in self.target_columns:
+                    return self.target_columns[name]
                 continue
             params = {k: v for k, v in spec.items() if k not in ("prefix", "scope", "signal")}
             cols = get_signal(spec.get("signal", instance),
                               **self.resolve(params))(self.target, self.store)
             prefix = spec.get("prefix")
             for col, arr in cols.items():
-                self.columns[TARGET_PREFIX + (f"{prefix}_{col}" if prefix else col)] = arr
-            return self.columns[key]
+                self.target_columns[f"{prefix}_{col}" if prefix else col] = arr
+            return self.target_columns[name]
         raise KeyError(f"no signal of this recipe gives target column {name!r}")
 
     def compute_signal(self, instance: str) -> None:
@@ -181,7 +185,7 @@ class RunContext:
         for col, arr in cols.items():
             self.columns[f"{prefix}_{col}" if prefix else col] = arr
         for col, arr in getattr(signal, "target_columns", dict)().items():
-            self.columns[TARGET_PREFIX + (f"{prefix}_{col}" if prefix else col)] = arr
+            self.target_columns[f"{prefix}_{col}" if prefix else col] = arr
         self._done.add(instance)
 
     def _cached(self, signal, key: str) -> bool:

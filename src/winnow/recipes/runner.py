@@ -11,7 +11,7 @@ import numpy as np
 
 from winnow.data.pool import Pool
 from winnow.recipes.budget import parse_budget
-from winnow.recipes.context import TARGET_PREFIX, RunContext
+from winnow.recipes.context import RunContext
 from winnow.recipes.recipe import Recipe, load_recipe
 from winnow.recipes.stages import Reason, describe, kind_of
 from winnow.recipes.validate import validate
@@ -36,6 +36,8 @@ class RunResult:
     signal_stats : counts a signal instance reported (a judge's calls, cache hits, tokens).
     signal_runs : per signal instance, ``rows`` it was computed on and whether its columns
         were ``cached``.
+    columns : the pool's computed columns (length n each).
+    target_columns : the target set's computed columns (see :class:`RunContext`).
     """
 
     recipe: Recipe
@@ -53,13 +55,12 @@ class RunResult:
     artifacts: dict[str, Any] = field(default_factory=dict)
     signal_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     signal_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target_columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     def scalar_columns(self) -> dict[str, np.ndarray]:
-        """Computed per-example columns of the pool that are one number per example (the
-        target side's columns, ``target:...``, are not the pool's)."""
+        """Computed per-example columns of the pool that are one number per example."""
         return {k: v for k, v in self.columns.items()
-                if getattr(v, "ndim", 0) == 1 and v.dtype != object
-                and not k.startswith(TARGET_PREFIX)}
+                if getattr(v, "ndim", 0) == 1 and v.dtype != object}
 
     @property
     def fates(self) -> list[dict[str, Any]]:
@@ -141,4 +142,4 @@ def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float | None = No
                      reasons=reasons, stages=stage_log, timings=ctx.timings,
                      signal_keys=ctx.signal_keys, effective=ctx.effective,
                      artifacts=dict(ctx.built), signal_stats=ctx.signal_stats,
-                     signal_runs=ctx.signal_runs)
+                     signal_runs=ctx.signal_runs, target_columns=ctx.target_columns)

@@ -255,8 +255,8 @@ def recipe_stage(ctx: RunContext, spec, candidates, keep):
             "sub-recipe", {"recipe": sub.recipe.name, "stage": fate["stage"],
                            "kind": fate["kind"], "reason": fate["reason"], **fate["detail"]},
             sub.fate[local])
-    columns = {name: col if name.startswith(TARGET_PREFIX) else scatter(n, candidates, col)
-               for name, col in sub.columns.items()}  # the target's columns are not the pool's
+    columns = {name: scatter(n, candidates, col) for name, col in sub.columns.items()}
+    ctx.target_columns.update(sub.target_columns)
     return StageResult(candidates[sub.selected], sub.selected_scores,
                        trace={"recipe": sub.recipe.name, "stages": [
                            {k: s[k] for k in ("stage", "kind", "in", "out")}

@@ -245,6 +245,7 @@ class LessInfluence(Signal):
                          dtype=dtype)
         self.target = target
         self._target_columns: Columns = {}
+        self._stats: dict[str, float] = {}
 
     def get_params(self) -> dict[str, Any]:
         params = {k: v for k, v in self.params.items() if k not in ("method", "device")}
@@ -301,7 +302,7 @@ class LessInfluence(Signal):
     def stats(self) -> dict[str, float]:
         """Seconds of the last call: pool features, target features (both over all
         checkpoints, cached or computed) and the matching."""
-        return {k: round(v, 2) for k, v in getattr(self, "_stats", {}).items()}
+        return {k: round(v, 2) for k, v in self._stats.items()}
 
     def _write_meta(self, store: Store, pool: Pool) -> None:
         """Record what the scores were made of (for people; the features are cached)."""

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,14 @@ def shard_bounds(n: int, shard_size: int) -> list[tuple[int, int]]:
     if shard_size < 1:
         raise ValueError("shard_size must be at least 1")
     return [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+
+
+def run_in_order(bounds: Iterable[tuple[int, int]],
+                 fn: Callable[[tuple[int, int]], None]) -> Iterator[tuple[int, int]]:
+    """Run ``fn`` on each shard's bounds here, in order, yielding each when done."""
+    for b in bounds:
+        fn(b)
+        yield b
 
 
 class Store:
@@ -136,13 +144,8 @@ class Store:
         bar = tqdm(total=rows, desc=f"{name} ({n - rows} of {n} cached)", unit="ex",
                    mininterval=5, leave=False, disable=not todo)
         try:
-            if run_shards is None:
-                for start, stop in todo:
-                    one((start, stop))
-                    bar.update(stop - start)
-            else:
-                for start, stop in run_shards(todo, one):
-                    bar.update(stop - start)
+            for start, stop in (run_shards or run_in_order)(todo, one):
+                bar.update(stop - start)
         finally:
             bar.close()
         return self._merge(name, key, n)
