@@ -17,9 +17,9 @@ Deviations, none of them slowing the baseline: LESS rounds the buffered gradient
 float16 before projecting (here they stay float32) and runs on a GPU in the model's dtype.
 
 ``winnow`` length-buckets the examples (16 per batch, ``--max-tokens`` padded tokens at
-most), takes
-per-example gradients from one backward pass (``hooks``), applies the Adam transform and
-the sparse projection block by block; ``winnow-loop`` is the same pipeline with one
+most: by default the signal's, 2048 on CPU and 4096 on a GPU), takes per-example gradients
+from one backward pass (``hooks``), applies the Adam transform and the sparse projection
+block by block; ``winnow-loop`` is the same pipeline with one
 forward/backward per example (isolates the batching from the projection). Where the CPU
 runs bf16 natively, both also run with the forward under bf16 autocast (weights and the
 per-example weight gradients stay float32); their features are compared with the fp32 ones,
@@ -63,7 +63,7 @@ from _machine import header, machine
 from winnow.data import load_pool
 from winnow.data.tokenize import batches, collate, tokenize_conversations
 from winnow.models.device import cpu_has_bf16
-from winnow.models.grad_features import adam_transform, project_examples
+from winnow.models.grad_features import adam_transform, default_grad_tokens, project_examples
 from winnow.models.lora import grad_dim, load_lora_model
 from winnow.models.per_example_grads import per_example_grads
 from winnow.models.projection import Projector
@@ -147,7 +147,7 @@ def less_style(lm, items, projector, moments, buffer: int = 16, keep: list | Non
     return torch.cat(out)
 
 
-def winnow_features(lm, items, projector, moments, method, dtype="fp32", max_tokens=4096):
+def winnow_features(lm, items, projector, moments, method, dtype="fp32", max_tokens=None):
     return torch.from_numpy(project_examples(lm.model, items, projector, pad_id=lm.pad_id,
                                              moments=moments, method=method, max_batch=16,
                                              max_tokens=max_tokens, dtype=dtype))
@@ -205,8 +205,9 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--buffer", type=int, default=16, help="gradients per dense project() "
                     "call (LESS: 16)")
-    ap.add_argument("--max-tokens", type=int, default=4096,
-                    help="padded tokens per batch of the hooks variants")
+    ap.add_argument("--max-tokens", type=int, default=None,
+                    help="padded tokens per batch of the hooks variants (default: the "
+                    "signal's, 2048 on CPU)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
@@ -298,7 +299,9 @@ def main() -> None:
     print(f"\n{header(info)}\n")
     print(f"Gradient features, SmolLM2-135M + LoRA r={args.lora_r} ({dim:,} gradient "
           f"coordinates), {args.n} examples (max length {args.max_length}), Adam features "
-          f"projected to {args.proj_dim}; median of {args.runs} interleaved runs\n")
+          f"projected to {args.proj_dim}, batches of up to "
+          f"{args.max_tokens or default_grad_tokens(torch.device(device))} padded tokens; "
+          f"median of {args.runs} interleaved runs\n")
     print("| variant | forward/backward | median s | features/s | ratio vs LESS-style | "
           "tokens fed | GFLOP/s | of matmul peak |")
     print("|---|---|---:|---:|---:|---:|---:|---|")

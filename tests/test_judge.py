@@ -308,7 +308,8 @@ def test_bad_prompts_and_parameters_are_named(tmp_path):
         Judge(ok, parse="json-tags", per_turn=True)
 
 
-def test_select_with_judge_url_at_a_separately_started_server(server, alpaca, tmp_path):
+def test_judge_url_reaches_the_judge_of_a_recipe_and_of_a_recipe_run_as_a_stage(server, alpaca,
+                                                                                 tmp_path):
     prompt = prompt_file(tmp_path, "complexity", COMPLEXITY)
     recipe = tmp_path / "judged.yaml"
     recipe.write_text(f"name: judged\nsignals:\n  j: {{signal: judge, prompt: {prompt}}}\n"
@@ -320,8 +321,20 @@ def test_select_with_judge_url_at_a_separately_started_server(server, alpaca, tm
     assert result.exit_code == 0, result.output
     manifest = json.loads(out.with_suffix(".manifest.json").read_text())
     assert manifest["signal_stats"]["j"]["calls"] == 10
-    assert manifest["recipe"]["signals"]["j"]["url"] == server.url
+    assert manifest["judge"] == {"url": server.url}
     assert len(json.loads(out.read_text())) == 3
+    # the same recipe as a stage of a chain: the options reach its judge, which is then the
+    # same judge (the key holds the judge's identity), so every reply comes from the cache
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(f"name: chain\nstages:\n  - recipe: {recipe}\n")
+    result = CliRunner().invoke(app, [
+        "select", str(chain), "--data", str(alpaca), "--budget", "3", "--out", str(out),
+        "--cache-dir", str(tmp_path / "cache"), "--judge-url", server.url],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    chained = json.loads(out.with_suffix(".manifest.json").read_text())
+    assert chained["signal_cache_keys"]["judged/j"] == manifest["signal_cache_keys"]["j"]
+    assert chained["signal_runs"]["judged/j"]["cached"] is True
     refused = CliRunner().invoke(app, ["select", "random", "--data", str(alpaca), "--budget",
                                        "3", "--judge-slots", "2"])
     assert refused.exit_code != 0 and "asks no judge server; --judge-slots" in refused.output

@@ -92,7 +92,8 @@ class SelectResult:
 
 
 def select(data, method: str = "quality", *, budget: str | float | None = None,
-           target=None, seed: int = 0, out_format: str | None = None,
+           target=None, seed: int = 0, judge: dict[str, Any] | None = None,
+           out_format: str | None = None,
            format: str | None = None, columns: dict[str, str | None] | None = None,
            dataset: str | None = None, on_error: str = "raise",
            cache_dir: str | os.PathLike | None = None, **params: Any) -> SelectResult:
@@ -104,6 +105,8 @@ def select(data, method: str = "quality", *, budget: str | float | None = None,
     budget : a count (``1000``) or a fraction (``"5%"``, ``0.05``); methods that keep a
         fixed amount take none.
     target : the target set of targeted methods (a Dataset or a path).
+    judge : options for every judge signal that asks a server, nested recipes included
+        (``{"url": "http://host:port/v1", "model": ...}``; the CLI's ``--judge-*``).
     out_format : ``"alpaca"``, ``"sharegpt"`` or ``"messages"`` to convert the subset;
         ``None`` keeps the pool's own records.
     cache_dir : the signal cache (default ``$WINNOW_CACHE_DIR`` or ``~/.cache/winnow``).
@@ -116,6 +119,6 @@ def select(data, method: str = "quality", *, budget: str | float | None = None,
                      on_error=on_error)
     target_pool = load_pool(target) if target is not None else None
     run = run_recipe(method, pool, budget, params=params, seed=seed, target=target_pool,
-                     store=Store(cache_dir) if cache_dir else None)
+                     judge=judge, store=Store(cache_dir) if cache_dir else None)
     label = data if isinstance(data, (str, os.PathLike)) else pool.source.path
     return SelectResult(run, str(label), out_format)

@@ -58,12 +58,13 @@ def plan_cmd(
         params = parse_sets(set_)
         if model:
             params["model"] = model
-        recipe = _judge_options(recipe.with_params(params), url=judge_url, model=judge_model)
+        recipe = recipe.with_params(params)
+        judge = _judge_options(recipe, url=judge_url, model=judge_model)
         pool = load(data, format, dataset, "raise", columns)
         target_pool = load(target, None, None, "raise") if target else None
         console.print(f"calibrating {recipe.name} on 2 x {min(sample, len(pool))} examples...")
         plan = plan_recipe(recipe, pool, budget, store=Store(cache_dir) if cache_dir else None,
-                           sample=sample, seed=seed, target=target_pool)
+                           sample=sample, seed=seed, target=target_pool, judge=judge)
     except DataError as e:
         fail(str(e))
     except (KeyError, ValueError) as e:

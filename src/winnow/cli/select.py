@@ -143,9 +143,10 @@ def select_cmd(
             if "model" not in recipe.params:
                 fail(f"method {recipe.name} takes no --model")
             params["model"] = model or cfg.get("model")
-        recipe = _judge_options(recipe.with_params(params), url=judge_url, model=judge_model,
-                                api_key_env=judge_key_env, slots=judge_slots,
-                                threads=judge_threads, max_tokens=judge_max_tokens)
+        recipe = recipe.with_params(params)
+        judge = _judge_options(recipe, url=judge_url, model=judge_model,
+                               api_key_env=judge_key_env, slots=judge_slots,
+                               threads=judge_threads, max_tokens=judge_max_tokens)
         decontaminate = decontaminate or cfg.get("decontaminate")
         if decontaminate:
             recipe = with_decontamination(recipe, decontaminate, decontaminate_ngram)
@@ -156,7 +157,7 @@ def select_cmd(
         target_pool = load(target_path, None, None, "raise") if target_path else None
         common = {"store": Store(cache_dir) if cache_dir else None,
                   "seed": seed if seed is not None else cfg.get("seed", 0),
-                  "target": target_pool}
+                  "target": target_pool, "judge": judge}
         result = run_recipe(recipe, pool, budget, **common,
                             run_shards=shard_executor(executor, workers))
         stem = str(Path(out_path).with_suffix("")) if out_path else None
@@ -180,29 +181,20 @@ def select_cmd(
     _summary(result, out_path, scores, manifest, report)
 
 
-def _judge_options(recipe, **options: Any):
-    """``recipe`` with the given judge options set on each of its judge signals that asks a
-    server (``backend: server``)."""
-    from dataclasses import replace
-
-    from winnow.registry import canonical
+def _judge_options(recipe, **options: Any) -> dict[str, Any]:
+    """The judge options given (``None``s dropped), once it is checked that a signal of
+    ``recipe`` or of a recipe it runs as a stage asks a judge server."""
+    from winnow.recipes.context import asks_judge_server
 
     options = {k: v for k, v in options.items() if v is not None}
-    if not options:
-        return recipe
-    signals, found = {}, False
-    for instance, spec in recipe.signals.items():
-        if (canonical(spec.get("signal", instance)) == "judge"
-                and spec.get("backend", "server") == "server"):
-            spec, found = {**spec, **options}, True
-        signals[instance] = spec
-    if not found:
+    if options and not any(asks_judge_server(instance, spec)
+                           for r in recipe.walk() for instance, spec in r.signals.items()):
         names = {"url": "--judge-url", "model": "--judge-model",
                  "api_key_env": "--judge-key-env", "slots": "--judge-slots",
                  "threads": "--judge-threads", "max_tokens": "--judge-max-tokens"}
         flags = ", ".join(names[k] for k in options)
         fail(f"method {recipe.name} asks no judge server; {flags} do not apply")
-    return replace(recipe, signals=signals)
+    return options
 
 
 def _summary(result, out_path, scores, manifest, report) -> None:

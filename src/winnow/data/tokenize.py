@@ -114,17 +114,24 @@ def with_response(prompt: list[int], response: list[int]) -> dict[str, list[int]
     return {"input_ids": prompt + response, "labels": [IGNORE_INDEX] * len(prompt) + response}
 
 
+def pad_sequences(sequences: list[list[int]], value: int, side: str = "right"
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(b, t_max) int64 ``sequences`` padded with ``value`` on ``side`` ("right" or "left"),
+    and the attention mask (1 on the sequences' own tokens)."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), value, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for r, s in enumerate(sequences):
+        cols = slice(width - len(s), width) if side == "left" else slice(0, len(s))
+        ids[r, cols] = torch.as_tensor(s, dtype=torch.long)
+        mask[r, cols] = 1
+    return ids, mask
+
+
 def collate(items: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask``, ``labels``, each (b, t_max) int64."""
-    width = max(len(x["input_ids"]) for x in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
-    attn = torch.zeros((len(items), width), dtype=torch.long)
-    for r, x in enumerate(items):
-        n = len(x["input_ids"])
-        ids[r, :n] = torch.as_tensor(x["input_ids"])
-        labels[r, :n] = torch.as_tensor(x["labels"])
-        attn[r, :n] = 1
+    ids, attn = pad_sequences([x["input_ids"] for x in items], pad_id)
+    labels, _ = pad_sequences([x["labels"] for x in items], IGNORE_INDEX)
     return {"input_ids": ids, "attention_mask": attn, "labels": labels}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from winnow.data.tokenize import pad_sequences
+
 
 class _Stop(Exception):
     """Raised by the hook once the layer of interest has run: the rest is not needed."""
@@ -53,12 +55,7 @@ def layer_attention(model, sequences: list[list[int]], layer: int, *, pad_id: in
         with torch.no_grad():
             for a in range(0, len(sequences), batch_size):
                 chunk = sequences[a:a + batch_size]
-                width = max(len(s) for s in chunk)
-                ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for r, s in enumerate(chunk):
-                    ids[r, :len(s)] = torch.as_tensor(s, dtype=torch.long)
-                    mask[r, :len(s)] = 1
+                ids, mask = pad_sequences(chunk, pad_id)
                 try:
                     model(input_ids=ids.to(device), attention_mask=mask.to(device),
                           use_cache=False)

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from winnow.data.tokenize import prompt_ids
+from winnow.data.tokenize import pad_sequences, prompt_ids
 
 
 def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *,
@@ -25,9 +25,9 @@ def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int
     them (kept). The model is in eval mode meanwhile.
     """
     device = next(model.parameters()).device
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    if pad is None:
-        pad = eos
+    eos, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = eos
     sampling: dict[str, Any] = ({"do_sample": True, "temperature": temperature, "top_p": top_p,
                                  "top_k": top_k} if do_sample else {"do_sample": False})
     if stop_strings:
@@ -41,17 +41,13 @@ def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int
         with torch.no_grad():
             for a in range(0, len(prompts), batch_size):
                 chunk = prompts[a:a + batch_size]
-                width = max(len(p) for p in chunk)
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                attn = torch.zeros((len(chunk), width), dtype=torch.long)
-                for r, p in enumerate(chunk):
-                    ids[r, width - len(p):] = torch.as_tensor(p, dtype=torch.long)
-                    attn[r, width - len(p):] = 1
+                ids, attn = pad_sequences(chunk, pad_id, side="left")
+                width = ids.shape[1]
                 gen = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device),
                                      max_new_tokens=max_new_tokens, num_beams=num_beams,
                                      num_return_sequences=num_return_sequences,
-                                     pad_token_id=pad, **sampling)
-                out.extend(_trim(row, eos, pad) for row in gen[:, width:].tolist())
+                                     pad_token_id=pad_id, **sampling)
+                out.extend(_trim(row, eos, pad_id) for row in gen[:, width:].tolist())
     finally:
         model.train(was_training)
     return out

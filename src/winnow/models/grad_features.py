@@ -30,9 +30,15 @@ def adam_transform(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> torch.T
     return (BETA1 * m + (1 - BETA1) * g) / torch.sqrt(BETA2 * v + (1 - BETA2) * g * g + EPS)
 
 
+def default_grad_tokens(device: torch.device) -> int:
+    """Tokens per per-example-gradient batch: 2048 on CPU (on 2 cores 1.4x the examples/s
+    of 4096 at 60% of its peak memory), 4096 on an accelerator."""
+    return 2048 if device.type == "cpu" else 4096
+
+
 def project_examples(model, items: Sequence[dict[str, list[int]]], projector: Projector, *,
                      pad_id: int, moments: tuple[torch.Tensor, torch.Tensor] | None = None,
-                     method: str = "hooks", max_tokens: int = 4096, max_batch: int = 16,
+                     method: str = "hooks", max_tokens: int | None = None, max_batch: int = 16,
                      weights: Sequence[float] | None = None, reduction: str = "mean",
                      dtype: str | torch.dtype = "fp32",
                      progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -42,8 +48,11 @@ def project_examples(model, items: Sequence[dict[str, list[int]]], projector: Pr
     ``moments``: flat (exp_avg, exp_avg_sq) for ``adam`` features, None for ``sgd``.
     ``weights``: per-item loss weights (e.g. rewards), default 1.
     ``dtype``: of the forward passes (``"bf16"``: autocast; see :func:`per_example_grads`).
+    ``max_tokens``: tokens per batch (rows x longest row); default
+    :func:`default_grad_tokens`.
     """
     device = next(p for _, p in trainable(model)).device
+    max_tokens = max_tokens or default_grad_tokens(device)
     sizes = [p.numel() for _, p in trainable(model)]
     if moments is not None:
         moments = (moments[0].to(device), moments[1].to(device))

@@ -119,6 +119,8 @@ def next_token_logprobs(lm: Any, prompts: Sequence[Sequence[int]], tokens: Seque
     """
     import torch
 
+    from winnow.data.tokenize import pad_sequences
+
     tok = lm.tokenizer
     ids = [tok.convert_tokens_to_ids(t) for t in tokens]
     missing = [t for t, i in zip(tokens, ids) if i is None or i == tok.unk_token_id]
@@ -129,12 +131,7 @@ def next_token_logprobs(lm: Any, prompts: Sequence[Sequence[int]], tokens: Seque
     order = np.argsort([len(p) for p in prompts], kind="stable")
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        width = max(len(prompts[i]) for i in rows)
-        input_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            input_ids[r, :len(prompts[i])] = torch.tensor(prompts[i])
-            mask[r, :len(prompts[i])] = 1
+        input_ids, mask = pad_sequences([prompts[i] for i in rows], tok.pad_token_id)
         last = mask.sum(1) - 1
         with torch.inference_mode():
             logits = lm.model(input_ids=input_ids.to(lm.device),

@@ -50,7 +50,7 @@ def sample_responses(model, tokenizer, prompts: list[list[int]], n: int, *, temp
 def policy_features(model, tokenizer, pool: Pool, rows, reward: RewardBackend, projector, *,
                     pad_id: int, mc_samples: int, temperature: float, max_new_tokens: int,
                     max_prompt_length: int, seed: int, template: str | None,
-                    top_p: float = 0.95, top_k: int = 50, max_tokens: int = 4096,
+                    top_p: float = 0.95, top_k: int = 50, max_tokens: int | None = None,
                     max_batch: int = 16, gen_batch: int = 8, dtype: str = "fp32"
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features (len(rows), proj_dim) float32, mean reward, missing rewards) of target rows."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from winnow.data.tokenize import IGNORE_INDEX
+from winnow.data.tokenize import IGNORE_INDEX, pad_sequences
 from winnow.models.causal_lm import LoadedLM
 
 HEAD_CHUNK_ELEMENTS = 1 << 26  # logits computed per chunk: positions x vocabulary
@@ -120,16 +120,8 @@ def score_sequences(lm: LoadedLM, sequences: list[Sequence], *, token_budget: in
     bar = tqdm(total=len(sequences), desc=desc, unit="seq", disable=not progress, leave=False)
     for batch in length_batches(lengths, budget):
         rows = [sequences[i] for i in batch]
-        width = max(len(r.input_ids) for r in rows)
-        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-        attn = np.zeros((len(rows), width), dtype=np.int64)
-        tgt = np.zeros((len(rows), width), dtype=bool)
-        for j, r in enumerate(rows):
-            n = len(r.input_ids)
-            ids[j, :n], attn[j, :n], tgt[j, :n] = r.input_ids, 1, r.targets
-        tgt[:, 0] = False
-        ids_t = torch.from_numpy(ids).to(device)
-        attn_t = torch.from_numpy(attn).to(device)
+        ids_t, attn_t = (t.to(device) for t in pad_sequences([r.input_ids for r in rows], pad_id))
+        tgt = _targets([r.targets for r in rows])
         hidden = body(input_ids=ids_t, attention_mask=attn_t, use_cache=False)[0]
         b_idx, t_idx = np.nonzero(tgt)
         b_t = torch.from_numpy(b_idx).to(device)
@@ -187,16 +179,9 @@ def score_after_prefixes(lm: LoadedLM, prefixes: list[np.ndarray], sequences: li
     out = np.zeros((len(prefixes), len(sequences)), dtype=np.float64)
     blocks = []  # (sequence indices, ids, attention mask, targets) of each sequence batch
     for batch in length_batches([len(s.input_ids) for s in sequences], budget):
-        width = max(len(sequences[i].input_ids) for i in batch)
-        ids = np.full((len(batch), width), pad_id, dtype=np.int64)
-        attn = np.zeros((len(batch), width), dtype=np.int64)
-        tgt = np.zeros((len(batch), width), dtype=bool)
-        for j, i in enumerate(batch):
-            n = len(sequences[i].input_ids)
-            ids[j, :n], attn[j, :n], tgt[j, :n] = sequences[i].input_ids, 1, sequences[i].targets
-        tgt[:, 0] = False
-        blocks.append((batch, torch.from_numpy(ids).to(device), torch.from_numpy(attn).to(device),
-                       tgt))
+        ids, attn = pad_sequences([sequences[i].input_ids for i in batch], pad_id)
+        blocks.append((batch, ids.to(device), attn.to(device),
+                       _targets([sequences[i].targets for i in batch])))
     if not blocks or not prefixes:
         return out
     per_forward = max(1, budget // max(b[1].numel() for b in blocks))  # prefixes per forward
@@ -205,13 +190,9 @@ def score_after_prefixes(lm: LoadedLM, prefixes: list[np.ndarray], sequences: li
     for a in range(0, len(order), per_forward):
         group = order[a:a + per_forward]
         lengths = [len(prefixes[i]) for i in group]
-        pids = np.full((len(group), max(lengths)), pad_id, dtype=np.int64)
-        pattn = np.zeros_like(pids)
-        for r, i in enumerate(group):
-            pids[r, :lengths[r]], pattn[r, :lengths[r]] = prefixes[i], 1
-        pattn_t = torch.from_numpy(pattn).to(device)
-        cache = body(input_ids=torch.from_numpy(pids).to(device), attention_mask=pattn_t,
-                     use_cache=True)[1]
+        pids, pattn_t = (t.to(device) for t in pad_sequences([prefixes[i] for i in group],
+                                                              pad_id))
+        cache = body(input_ids=pids, attention_mask=pattn_t, use_cache=True)[1]
         starts = torch.tensor(lengths, device=device)
         for batch, ids, attn, tgt in blocks:
             rows = len(batch)
@@ -232,6 +213,13 @@ def score_after_prefixes(lm: LoadedLM, prefixes: list[np.ndarray], sequences: li
             out[np.ix_(group, batch)] = sums.reshape(len(group), rows)
         bar.update(len(group))
     bar.close()
+    return out
+
+
+def _targets(targets: list[np.ndarray]) -> np.ndarray:
+    """(b, t_max) bool: each row's targets, right-padded with False; position 0 never."""
+    out = pad_sequences([np.asarray(t, dtype=np.int64) for t in targets], 0)[0].numpy() > 0
+    out[:, 0] = False
     return out
 
 

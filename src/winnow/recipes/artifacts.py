@@ -70,7 +70,7 @@ def trained_model(ctx: RunContext, name: str, *, recipe: str, budget: int | str,
     if done.is_file():
         return json.loads(done.read_text())
     chosen = run_recipe(recipe, ctx.pool, budget, params=params, store=ctx.store,
-                        seed=ctx.seed, target=ctx.target)
+                        seed=ctx.seed, target=ctx.target, judge=ctx.judge)
     cfg = train_config(folder / "run", model=model, template=template, seed=ctx.seed,
                        train=train)
     result = train_on(ctx.pool, chosen.selected, cfg)

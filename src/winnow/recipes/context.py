@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from winnow.data.pool import Pool
-from winnow.registry import ARTIFACTS, SIGNALS, get_signal
+from winnow.registry import ARTIFACTS, SIGNALS, canonical, get_signal
 from winnow.store import Store
 
 TARGET_PREFIX = "target:"
@@ -36,6 +36,18 @@ def scatter(n: int, rows: np.ndarray, values) -> np.ndarray:
     return full
 
 
+def asks_judge_server(instance: str, spec: dict[str, Any]) -> bool:
+    """Whether signal ``instance`` (``spec``) is a judge that asks a server."""
+    return (canonical(spec.get("signal", instance)) == "judge"
+            and spec.get("backend", "server") == "server")
+
+
+def with_judge(instance: str, spec: dict[str, Any], judge: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` of signal ``instance`` with the run's ``judge`` options (``url``, ``model``,
+    ...: the CLI's ``--judge-*``) when it is a judge that asks a server."""
+    return {**spec, **judge} if judge and asks_judge_server(instance, spec) else spec
+
+
 @dataclass
 class RunContext:
     """What stages see.
@@ -49,6 +61,8 @@ class RunContext:
         whole pool's columns are already cached.
     seed : seed for every random choice.
     target : the target set of targeted methods, if any.
+    judge : options for every judge signal that asks a server, nested recipes included
+        (see :func:`with_judge`).
     run_shards : an executor's shard runner (None: in-process).
     candidates : pool indices reaching the current stage (set by the runner).
     columns : the pool's columns computed so far (length n each).
@@ -62,6 +76,7 @@ class RunContext:
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 0
     target: Pool | None = None
+    judge: dict[str, Any] = field(default_factory=dict)
     run_shards: Any = None
     candidates: np.ndarray | None = None
     columns: dict[str, np.ndarray] = field(default_factory=dict)
@@ -145,7 +160,8 @@ class RunContext:
                 if name in self.target_columns:
                     return self.target_columns[name]
                 continue
-            params = {k: v for k, v in spec.items() if k not in ("prefix", "scope", "signal")}
+            params = {k: v for k, v in with_judge(instance, spec, self.judge).items()
+                      if k not in ("prefix", "scope", "signal")}
             cols = get_signal(spec.get("signal", instance),
                               **self.resolve(params))(self.target, self.store)
             prefix = spec.get("prefix")
@@ -155,7 +171,7 @@ class RunContext:
         raise KeyError(f"no signal of this recipe gives target column {name!r}")
 
     def compute_signal(self, instance: str) -> None:
-        spec = dict(self.signals[instance])
+        spec = dict(with_judge(instance, self.signals[instance], self.judge))
         prefix = spec.pop("prefix", None)
         spec = self.resolve(spec)
         scope = spec.pop("scope", "pool")

@@ -27,7 +27,7 @@ import numpy as np
 
 from winnow.data.pool import Pool
 from winnow.recipes.budget import parse_budget
-from winnow.recipes.context import ARTIFACT_REF, RunContext
+from winnow.recipes.context import ARTIFACT_REF, RunContext, with_judge
 from winnow.recipes.recipe import Recipe
 from winnow.recipes.runner import RunResult, run_recipe
 from winnow.recipes.validate import validate
@@ -79,10 +79,11 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _pool_cached(recipe: Recipe, instance: str, pool: Pool, store: Store) -> bool:
+def _pool_cached(recipe: Recipe, instance: str, pool: Pool, store: Store,
+                 judge: dict[str, Any]) -> bool:
     """Whether the store holds the whole pool's columns of a signal instance (unknown, so
     False, for a signal that takes an artifact: its key needs the artifact built)."""
-    spec = {k: v for k, v in recipe.signals[instance].items()
+    spec = {k: v for k, v in with_judge(instance, recipe.signals[instance], judge).items()
             if k not in ("prefix", "scope")}
     if any(isinstance(v, str) and v.startswith(ARTIFACT_REF) for v in spec.values()):
         return False
@@ -102,7 +103,8 @@ def _per_row(first: RunResult, second: RunResult, key: str) -> tuple[float, floa
 
 
 def calibrate(recipe: Recipe, pool: Pool, budget: str | float | None, *, sample: int,
-              seed: int, target: Pool | None) -> tuple[RunResult, RunResult, float]:
+              seed: int, target: Pool | None, judge: dict[str, Any] | None = None
+              ) -> tuple[RunResult, RunResult, float]:
     """The recipe run on two disjoint random samples of ``sample`` examples (a throw-away
     cache) and the process's peak memory after the first run, MiB."""
     n = len(pool)
@@ -117,7 +119,7 @@ def calibrate(recipe: Recipe, pool: Pool, budget: str | float | None, *, sample:
         store = Store(tmp)
         for rows in halves:
             run = run_recipe(recipe, pool.subset(rows), sub_budget, store=store, seed=seed,
-                             target=target)
+                             target=target, judge=judge)
             peak = peak or _peak_mib()
             runs.append(run)
     return runs[0], runs[1], peak
@@ -125,8 +127,9 @@ def calibrate(recipe: Recipe, pool: Pool, budget: str | float | None, *, sample:
 
 def plan_recipe(recipe: Recipe, pool: Pool, budget: str | float | None = None, *,
                 store: Store | None = None, sample: int = 16, seed: int = 0,
-                target: Pool | None = None) -> Plan:
-    """Estimate each stage of ``recipe`` on ``pool`` from a calibration on samples."""
+                target: Pool | None = None, judge: dict[str, Any] | None = None) -> Plan:
+    """Estimate each stage of ``recipe`` on ``pool`` from a calibration on samples
+    (``judge``: as in :func:`~winnow.recipes.runner.run_recipe`)."""
     validate(recipe, pool=pool, has_target=target is not None)
     if budget is None and recipe.needs_budget:
         raise ValueError(f"method {recipe.name} needs a budget (a count like 1000 or a "
@@ -136,7 +139,7 @@ def plan_recipe(recipe: Recipe, pool: Pool, budget: str | float | None = None, *
     m = parse_budget("100%" if budget is None else budget, n)
     start = time.perf_counter()
     first, second, peak = calibrate(recipe, pool, budget, sample=sample, seed=seed,
-                                     target=target)
+                                     target=target, judge=judge)
     seconds = time.perf_counter() - start
     stages, reaching = [], n
     last = len(recipe.stages) - 1
@@ -153,16 +156,17 @@ def plan_recipe(recipe: Recipe, pool: Pool, budget: str | float | None = None, *
             what, _, name = key.partition(":")
             fixed, per_row, rows_b = _per_row(first, second, key)
             if what == "signal":
-                scope = recipe.signals[name].get("scope", "pool")
-                rows = reaching if scope == "candidates" else n
-                cached = _pool_cached(recipe, name, pool, store)
+                nested = name not in recipe.signals  # of a recipe run as a stage: on its rows
+                spec = recipe.signals.get(name, {})
+                rows = reaching if nested or spec.get("scope") == "candidates" else n
+                cached = not nested and _pool_cached(recipe, name, pool, store, judge or {})
             else:  # an artifact: trained on what reaches it, as on the samples
                 rows, cached = reaching, False
             est = 0.0 if cached else fixed + per_row * rows
             entry = {"name": key, "rows": rows, "cached": cached,
                      "seconds": round(est, 1), "per_row_ms": round(per_row * 1000, 2)}
             if what == "signal":
-                declared = RunContext._declared(recipe.signals[name])
+                declared = RunContext._declared(spec)
                 entry.update(_counts(second, name, declared, rows_b, rows))
             plan.signals.append(entry)
             stage_seconds += est

@@ -15,6 +15,7 @@ makes another recipe the base: the including file's keys replace the base's, and
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -82,6 +83,14 @@ class Recipe:
                       artifacts=_substitute(self.artifacts, params),
                       signals=_substitute(self.signals, params),
                       stages=_substitute(self.stages, params), path=self.path)
+
+    def walk(self) -> Iterator[Recipe]:
+        """This recipe, then each recipe its ``recipe`` stages run (with their params),
+        depth first."""
+        yield self
+        for spec in self.stages:
+            if "recipe" in spec:
+                yield from load_recipe(spec["recipe"]).with_params(spec.get("params")).walk()
 
 
 def _substitute(obj: Any, params: dict[str, Any]) -> Any:

@@ -38,6 +38,7 @@ class RunResult:
         were ``cached``.
     columns : the pool's computed columns (length n each).
     target_columns : the target set's computed columns (see :class:`RunContext`).
+    judge : the run's options for judge signals that ask a server (``url``, ``model``, ...).
     """
 
     recipe: Recipe
@@ -56,6 +57,7 @@ class RunResult:
     signal_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     signal_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     target_columns: dict[str, np.ndarray] = field(default_factory=dict)
+    judge: dict[str, Any] = field(default_factory=dict)
 
     def scalar_columns(self) -> dict[str, np.ndarray]:
         """Computed per-example columns of the pool that are one number per example."""
@@ -94,12 +96,15 @@ def _keep(spec: dict[str, Any], n: int) -> int | None:
 
 def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float | None = None, *,
                params: dict[str, Any] | None = None, store: Store | None = None,
-               seed: int = 0, target: Pool | None = None, run_shards=None) -> RunResult:
+               seed: int = 0, target: Pool | None = None, judge: dict[str, Any] | None = None,
+               run_shards=None) -> RunResult:
     """Select from ``pool`` with a recipe (name, path or :class:`Recipe`) under ``budget``.
 
     The recipe is checked whole first (:func:`~winnow.recipes.validate.validate`): a
     mistake fails before any model is loaded. ``budget`` may be left out only when the
-    recipe's last stage keeps a fixed amount (:attr:`Recipe.needs_budget`).
+    recipe's last stage keeps a fixed amount (:attr:`Recipe.needs_budget`). ``judge``:
+    options for every judge signal that asks a server, nested recipes included (``url``,
+    ``model``, ...; see :func:`~winnow.recipes.context.with_judge`).
     """
     if isinstance(recipe, str):
         recipe = load_recipe(recipe)
@@ -112,7 +117,7 @@ def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float | None = No
     m = parse_budget("100%" if budget is None else budget, n)
     ctx = RunContext(pool=pool, store=store or Store(), signals=recipe.signals,
                      artifacts=recipe.artifacts, seed=seed, target=target,
-                     run_shards=run_shards)
+                     judge=dict(judge or {}), run_shards=run_shards)
     left = np.full(n, -1, dtype=np.int64)
     reasons: list[Reason | None] = [None] * n
     candidates = np.arange(n, dtype=np.int64)
@@ -142,4 +147,5 @@ def run_recipe(recipe: Recipe | str, pool: Pool, budget: str | float | None = No
                      reasons=reasons, stages=stage_log, timings=ctx.timings,
                      signal_keys=ctx.signal_keys, effective=ctx.effective,
                      artifacts=dict(ctx.built), signal_stats=ctx.signal_stats,
-                     signal_runs=ctx.signal_runs, target_columns=ctx.target_columns)
+                     signal_runs=ctx.signal_runs, target_columns=ctx.target_columns,
+                     judge=ctx.judge)

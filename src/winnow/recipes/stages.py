@@ -235,6 +235,21 @@ def _params_of(obj: Any) -> dict[str, Any]:
     return get() if get is not None else {}
 
 
+def _record_sub_run(ctx: RunContext, sub) -> None:
+    """The sub-run's timings, effective parameters and signal records join the run's,
+    named ``<recipe>/<instance>`` (``signal:<recipe>/<instance>`` for timings)."""
+    prefix = f"{sub.recipe.name}/"
+
+    def renamed(d: dict[str, Any]) -> dict[str, Any]:  # "kind:name" -> "kind:<recipe>/name"
+        return {f"{k.partition(':')[0]}:{prefix}{k.partition(':')[2]}": v for k, v in d.items()}
+
+    ctx.timings.update(renamed(sub.timings))
+    ctx.effective.update(renamed(sub.effective))
+    for mine, theirs in ((ctx.signal_stats, sub.signal_stats), (ctx.signal_runs, sub.signal_runs),
+                         (ctx.signal_keys, sub.signal_keys)):
+        mine.update({prefix + k: v for k, v in theirs.items()})
+
+
 @stage_kind(options=("keep", "params"), columns=())
 def recipe_stage(ctx: RunContext, spec, candidates, keep):
     """Run a whole recipe (``recipe``: name or path, ``params``) on the candidates: the
@@ -245,7 +260,7 @@ def recipe_stage(ctx: RunContext, spec, candidates, keep):
     sub_pool = ctx.pool.subset(candidates)
     budget = len(candidates) if keep is None else min(keep, len(candidates))
     sub = run_recipe(spec["recipe"], sub_pool, budget, params=spec.get("params"),
-                     store=ctx.store, seed=ctx.seed, target=ctx.target,
+                     store=ctx.store, seed=ctx.seed, target=ctx.target, judge=ctx.judge,
                      run_shards=ctx.run_shards)
     n = len(ctx.pool)
     reasons = {}
@@ -257,6 +272,7 @@ def recipe_stage(ctx: RunContext, spec, candidates, keep):
             sub.fate[local])
     columns = {name: scatter(n, candidates, col) for name, col in sub.columns.items()}
     ctx.target_columns.update(sub.target_columns)
+    _record_sub_run(ctx, sub)
     return StageResult(candidates[sub.selected], sub.selected_scores,
                        trace={"recipe": sub.recipe.name, "stages": [
                            {k: s[k] for k in ("stage", "kind", "in", "out")}

@@ -168,6 +168,8 @@ def pooled_hidden_states(lm, texts: list[str], *, pooling: str = "mean",
     import torch
     from tqdm.auto import tqdm
 
+    from winnow.data.tokenize import pad_sequences
+
     tok, model = lm.tokenizer, lm.model
     ids = [tok(t, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
            or [tok.eos_token_id] for t in texts]
@@ -177,12 +179,7 @@ def pooled_hidden_states(lm, texts: list[str], *, pooling: str = "mean",
     for a in tqdm(range(0, len(order), batch_size), disable=not progress,
                   desc=f"lm_embedding ({pooling})"):
         batch = order[a:a + batch_size]
-        width = max(len(ids[i]) for i in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, i in enumerate(batch):
-            input_ids[r, :len(ids[i])] = torch.tensor(ids[i])
-            mask[r, :len(ids[i])] = 1
+        input_ids, mask = pad_sequences([ids[i] for i in batch], pad)
         input_ids, mask = input_ids.to(lm.device), mask.to(lm.device)
         with torch.no_grad():
             hidden = model(input_ids=input_ids, attention_mask=mask,

@@ -90,7 +90,7 @@ class GradientFeatures(Signal):
                  method: str = "hooks",
                  lora_r: int = 128, lora_alpha: float = 512, lora_dropout: float = 0.1,
                  lora_targets: tuple[str, ...] | list[str] = LESS_TARGETS, lora_seed: int = 0,
-                 dtype: str = "fp32", device: str = "auto", max_tokens: int = 4096,
+                 dtype: str = "fp32", device: str = "auto", max_tokens: int | None = None,
                  max_batch: int = 16):
         if gradient_type not in GRADIENT_TYPES:
             raise ValueError(f"gradient_type must be one of {GRADIENT_TYPES}, "
@@ -104,7 +104,8 @@ class GradientFeatures(Signal):
                          lora_r=int(lora_r),
                          lora_alpha=float(lora_alpha), lora_dropout=float(lora_dropout),
                          lora_targets=list(lora_targets), lora_seed=int(lora_seed), dtype=dtype,
-                         device=device, max_tokens=int(max_tokens), max_batch=int(max_batch))
+                         device=device, max_batch=int(max_batch),
+                         max_tokens=None if max_tokens is None else int(max_tokens))
         self._lm: LoraModel | None = None
         self._projector: Projector | None = None
         self._moments = None

@@ -41,11 +41,12 @@ class GradientDynamic(DynamicSelector):
 
     def __init__(self, gradient_type: str = "adam", proj_dim: int = 8192, seed: int = 0,
                  projection: str = "sparse", subtask: str | None = "auto",
-                 max_batch: int = 16, max_tokens: int = 4096, cache_dir: str | None = None,
+                 max_batch: int = 16, max_tokens: int | None = None, cache_dir: str | None = None,
                  save_interval: int | None = None):
         self.gradient_type, self.proj_dim, self.seed = gradient_type, int(proj_dim), int(seed)
         self.projection, self.subtask = projection, subtask
-        self.max_batch, self.max_tokens = int(max_batch), int(max_tokens)
+        self.max_batch = int(max_batch)
+        self.max_tokens = None if max_tokens is None else int(max_tokens)
         self.cache_dir, self.save_interval = cache_dir, save_interval
 
     def target(self, state: SelectionState) -> Pool:
