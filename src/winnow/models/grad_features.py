@@ -31,8 +31,9 @@ def adam_transform(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> torch.T
 
 
 def default_grad_tokens(device: torch.device) -> int:
-    """Tokens per per-example-gradient batch: 2048 on CPU (on 2 cores 1.4x the examples/s
-    of 4096 at 60% of its peak memory), 4096 on an accelerator."""
+    """Tokens per per-example-gradient batch: 2048 on CPU (on 2 cores 1.3x the examples/s
+    of 4096 at 60% of its peak memory: ``benchmarks/bench_grad_batches.py``), 4096 on an
+    accelerator."""
     return 2048 if device.type == "cpu" else 4096
 
 
