@@ -204,7 +204,8 @@ def test_ctrl_c_stops_the_run_and_its_server_promptly(alpaca, tmp_path):
     stopped = time.monotonic()
     out, err = child.communicate(timeout=30)
     assert time.monotonic() - stopped < 10  # the queued requests were not sent
-    assert "running servers: 0" in out and "KeyboardInterrupt" in err
+    assert "running servers: 0" in out and "KeyboardInterrupt" in err, (
+        f"exit {child.returncode}; stdout {out!r}; stderr ends {err[-1500:]!r}")
     assert 1 <= len(replies(root)) < 10
 
 
