@@ -140,10 +140,18 @@ def test_rerun_sends_nothing_and_lost_columns_come_from_the_reply_cache(server, 
 
 
 CHILD = """
-import sys
+import os, signal, sys, threading, time
+from pathlib import Path
 from winnow.data import load_pool
 from winnow.signals.judge import Judge
 from winnow.store import Store
+
+def kill_9_at_the_third_reply():
+    while len(list(Path(sys.argv[4], "judge-replies").glob("*/*.json"))) < 3:
+        time.sleep(0.02)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+threading.Thread(target=kill_9_at_the_third_reply, daemon=True).start()
 Judge(sys.argv[1], url=sys.argv[2], concurrency=1)(load_pool(sys.argv[3]), Store(sys.argv[4]))
 """
 
@@ -151,15 +159,10 @@ Judge(sys.argv[1], url=sys.argv[2], concurrency=1)(load_pool(sys.argv[3]), Store
 def test_a_run_killed_mid_shard_asks_only_for_the_rest(server, alpaca, tmp_path):
     prompt = prompt_file(tmp_path, "rating", RATING)
     root = tmp_path / "cache"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, prompt, server.url, str(alpaca),
-                              str(root)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while len(replies(root)) < 3 and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    child = subprocess.run([sys.executable, "-c", CHILD, prompt, server.url, str(alpaca),
+                            str(root)], capture_output=True, text=True, timeout=180)
     done = len(replies(root))
-    assert child.returncode == -signal.SIGKILL and 3 <= done < 10, child.stderr.read()
+    assert child.returncode == -signal.SIGKILL and 3 <= done < 10, child.stderr
     assert not list((root / "signals").glob("*/*/columns"))  # the shard never finished
     judge = Judge(prompt, url=server.url, concurrency=2)
     cols = judge(load_pool(alpaca), Store(root))
@@ -178,10 +181,19 @@ def test_a_run_killed_mid_shard_asks_only_for_the_rest(server, alpaca, tmp_path)
 
 
 INTERRUPTED = """
-import sys
+import os, signal, sys, threading, time
+from pathlib import Path
 from winnow.data import load_pool
 from winnow.signals.judge import Judge
 from winnow.store import Store
+
+def ctrl_c_at_the_first_reply():
+    while not any(Path(sys.argv[3], "judge-replies").glob("*/*.json")):
+        time.sleep(0.02)
+    print("sigint at", time.monotonic(), flush=True)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=ctrl_c_at_the_first_reply, daemon=True).start()
 try:
     Judge(sys.argv[1], threads=1)(load_pool(sys.argv[2]), Store(sys.argv[3]))
 except KeyboardInterrupt:
@@ -192,20 +204,18 @@ except KeyboardInterrupt:
 
 
 def test_ctrl_c_stops_the_run_and_its_server_promptly(alpaca, tmp_path):
+    """Ctrl-C (SIGINT, sent by the child to itself when the first reply is cached, so that
+    a busy machine cannot delay it) stops the run within seconds: the queued requests are
+    not sent, the in-process server is stopped, and the replies so far stay cached."""
     prompt = prompt_file(tmp_path, "rating", RATING)
     root = tmp_path / "cache"
-    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED, prompt, str(alpaca),
-                              str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    deadline = time.monotonic() + 90
-    while not replies(root) and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    child.send_signal(signal.SIGINT)
-    stopped = time.monotonic()
-    out, err = child.communicate(timeout=30)
-    assert time.monotonic() - stopped < 10  # the queued requests were not sent
-    assert "running servers: 0" in out and "KeyboardInterrupt" in err, (
-        f"exit {child.returncode}; stdout {out!r}; stderr ends {err[-1500:]!r}")
+    child = subprocess.run([sys.executable, "-c", INTERRUPTED, prompt, str(alpaca), str(root)],
+                           capture_output=True, text=True, timeout=180)
+    ended = time.monotonic()
+    state = f"exit {child.returncode}; stdout {child.stdout!r}; stderr {child.stderr[-1500:]!r}"
+    assert "running servers: 0" in child.stdout and "KeyboardInterrupt" in child.stderr, state
+    sent = float(child.stdout.split("sigint at ")[1].split()[0])
+    assert ended - sent < 10, state  # the queued requests were not sent
     assert 1 <= len(replies(root)) < 10
 
 
