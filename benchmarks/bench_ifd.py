@@ -9,10 +9,11 @@ only at response positions; it also computes entropy and margins), in fp32 and, 
 CPU has bf16 instructions, in bf16. The variants run interleaved in one process (loop,
 fp32, bf16, loop, ...), no warm-up round, median of ``--runs`` (3 by default).
 
-FLOPs are counted from the tokens each variant actually fed the model: forward hooks on the
-transformer body count ``input_ids.numel()`` (padding included) and on the LM head the
-positions given logits; FLOPs = 2 × (linear-layer parameters × tokens fed + LM-head
-parameters × positions given logits), attention scores not counted. Divided by the time and
+FLOPs are counted on useful tokens: forward hooks on the transformer body count the tokens
+fed (padding included) and on the LM head the positions given logits. The real tokens are
+those the per-example loop feeds, which has no padding (the same texts: the outputs agree);
+FLOPs = 2 × (linear-layer parameters × real tokens + LM-head parameters × positions given
+logits), attention scores not counted. Divided by the time and
 by this machine's measured matmul peak in the variant's dtype (``_machine.py``).
 
 The outputs are compared pairwise in the script: max relative difference of the
@@ -80,7 +81,8 @@ def per_example_loop(lm, records: list[dict], max_length: int) -> dict[str, np.n
 
 
 class TokenCounter:
-    """Tokens fed to the transformer body and positions given logits, by forward hooks."""
+    """Tokens fed to the transformer body (padding included) and positions given logits, by
+    forward hooks."""
 
     def __init__(self, model):
         self.fed = self.head = 0
@@ -155,10 +157,11 @@ def main() -> None:
     peak = info["peak_gflops"]
     base = statistics.median(times[LOOP])
     rows = []
+    real = tokens[LOOP]["fed"]
     for name in variants:
         sec = statistics.median(times[name])
         dt = "bf16" if "bf16" in name else "fp32"
-        flops = 2 * (body * tokens[name]["fed"] + head * tokens[name]["given_logits"])
+        flops = 2 * (body * real + head * tokens[name]["given_logits"])
         rows.append({"variant": name, "dtype": dt, "seconds": sec, "runs_s": times[name],
                      "examples_per_s": args.n / sec, "tokens": tokens[name],
                      "speedup": base / sec, "flops": flops, "gflops": flops / sec / 1e9,
@@ -171,16 +174,18 @@ def main() -> None:
     print(f"IFD scoring on {info.get('gpu', info['cpu'])}, SmolLM2-135M-Instruct, "
           f"{args.n} Alpaca examples, max_length {args.max_length}, median of {args.runs} "
           "interleaved runs\n")
-    print("| variant | dtype | s | examples/s | speed-up | tokens fed (incl. padding) | "
+    print("| variant | dtype | s | examples/s | speed-up | tokens fed (with padding) | "
           "positions given logits | GFLOP/s | of matmul peak |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['dtype']} | {r['seconds']:.1f} | "
-              f"{r['examples_per_s']:.2f} | {r['speedup']:.2f}x | {r['tokens']['fed']} | "
+              f"{r['examples_per_s']:.2f} | {r['speedup']:.2f}x | "
+              f"{r['tokens']['fed']} | "
               f"{r['tokens']['given_logits']} | {r['gflops']:.1f} | "
               f"{r['fraction_of_peak']:.0%} of {r['dtype']} |")
-    print(f"\nFLOPs = 2 x ({body / 1e6:.1f}M linear params x tokens fed + {head / 1e6:.1f}M "
-          "LM-head params x positions given logits), counted by hooks on the model\n")
+    print(f"\nFLOPs = 2 x ({body / 1e6:.1f}M linear params x {real} real tokens + "
+          f"{head / 1e6:.1f}M LM-head params x positions given logits), counted by hooks on "
+          "the model; real tokens: those the per-example loop feeds\n")
     print("| pair | loss max rel. diff | loss alone max rel. diff | IFD max rel. diff | "
           "IFD Spearman | loss Spearman |\n|---|---:|---:|---:|---:|---:|")
     for pair, c in agreement.items():

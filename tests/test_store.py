@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -66,13 +64,14 @@ def test_wrong_shard_length_is_refused(tmp_path):
     assert Store(tmp_path).load("bad", "k") is None
 
 
-SLOW_WORKER = textwrap.dedent("""
-    import sys, time
+WORKER = textwrap.dedent("""
+    import os, signal, sys
     import numpy as np
     from winnow.store import Store
 
     def compute(a, b):
-        time.sleep(0.15)
+        if a == int(sys.argv[3]):  # kill -9 in the middle of this shard
+            os.kill(os.getpid(), signal.SIGKILL)
         rng = np.random.default_rng(a)
         return {"x": rng.normal(size=b - a), "m": rng.normal(size=(b - a, 3))}
 
@@ -83,21 +82,16 @@ SLOW_WORKER = textwrap.dedent("""
 
 def test_kill_9_then_resume_gives_identical_result(tmp_path):
     script = tmp_path / "worker.py"
-    script.write_text(SLOW_WORKER)
+    script.write_text(WORKER)
     killed_cache, clean_cache = tmp_path / "killed", tmp_path / "clean"
-    proc = subprocess.Popen([sys.executable, str(script), str(killed_cache),
-                             str(tmp_path / "a.npy")])
+    killed = subprocess.run([sys.executable, str(script), str(killed_cache),
+                             str(tmp_path / "a.npy"), "16"])
+    assert killed.returncode == -signal.SIGKILL
     shards = killed_cache / "signals" / "slow" / "k" / "shards"
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(shards.glob("*.npz"))) < 4:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    finished = len(list(shards.glob("*.npz")))
-    assert 4 <= finished < 15, "the worker must be killed mid-run"
-    subprocess.run([sys.executable, str(script), str(killed_cache), str(tmp_path / "a.npy")],
-                   check=True)
-    subprocess.run([sys.executable, str(script), str(clean_cache), str(tmp_path / "b.npy")],
-                   check=True)
+    assert len(list(shards.glob("*.npz"))) == 4  # rows 0-15 were saved, row 16's shard not
+    subprocess.run([sys.executable, str(script), str(killed_cache), str(tmp_path / "a.npy"),
+                    "-1"], check=True)
+    subprocess.run([sys.executable, str(script), str(clean_cache), str(tmp_path / "b.npy"),
+                    "-1"], check=True)
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
     assert not list(shards.parent.glob(".columns.*")), "no temporary folders left behind"

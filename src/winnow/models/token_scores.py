@@ -2,7 +2,9 @@
 
 The model body runs once per batch; the LM head (the vocabulary projection, the costliest
 part of a small model) runs only at the positions that predict a target token, in chunks,
-in float32 for the softmax, with the model's own logit scaling. :func:`score_sequences`
+in float32 for the softmax, with the model's own logit scaling. On CPU the chunks are small
+(about 4M logits): fresh buffers of hundreds of megabytes cost more in page faults than the
+head's matmul, while small ones are reused by the allocator. :func:`score_sequences`
 sorts sequences by length and packs them into batches under a token budget (rows x longest
 row) for statistics without gradients; :func:`label_nll` gives each row's loss over its
 labelled tokens (training, evaluation and per-example gradients, differentiable).
@@ -16,9 +18,10 @@ import numpy as np
 import torch
 
 from winnow.data.tokenize import IGNORE_INDEX, pad_sequences
+from winnow.models.causal_attention import causal_scoring
 from winnow.models.causal_lm import LoadedLM
 
-HEAD_CHUNK_ELEMENTS = 1 << 26  # logits computed per chunk: positions x vocabulary
+HEAD_CHUNK_ELEMENTS = {"cpu": 1 << 22, "accelerator": 1 << 26}  # positions x vocabulary
 
 
 @dataclass
@@ -118,35 +121,41 @@ def score_sequences(lm: LoadedLM, sequences: list[Sequence], *, token_budget: in
     results: list[TokenScores | None] = [None] * len(sequences)
     lengths = [len(s.input_ids) for s in sequences]
     bar = tqdm(total=len(sequences), desc=desc, unit="seq", disable=not progress, leave=False)
-    for batch in length_batches(lengths, budget):
-        rows = [sequences[i] for i in batch]
-        ids_t, attn_t = (t.to(device) for t in pad_sequences([r.input_ids for r in rows], pad_id))
-        tgt = _targets([r.targets for r in rows])
-        hidden = body(input_ids=ids_t, attention_mask=attn_t, use_cache=False)[0]
-        b_idx, t_idx = np.nonzero(tgt)
-        b_t = torch.from_numpy(b_idx).to(device)
-        t_t = torch.from_numpy(t_idx).to(device)
-        want_unc = any(r.uncertainty for r in rows)
-        nll, ent, mar = _target_stats(head, config, hidden[b_t, t_t - 1], ids_t[b_t, t_t],
-                                      want_unc)
-        nll_np = _np(nll)
-        ent_np = _np(ent) if want_unc else None
-        mar_np = _np(mar) if want_unc else None
-        emb = None
-        if any(r.embed for r in rows):
-            m = attn_t[..., None].to(hidden.dtype)
-            emb = ((hidden * m).sum(1) / m.sum(1)).float().cpu().numpy()
-        bounds = np.searchsorted(b_idx, np.arange(len(rows) + 1))
-        for j, (i, r) in enumerate(zip(batch, rows)):
-            a, b = bounds[j], bounds[j + 1]
-            results[i] = TokenScores(
-                nll=nll_np[a:b],
-                entropy=ent_np[a:b] if r.uncertainty else None,
-                margin=mar_np[a:b] if r.uncertainty else None,
-                embedding=emb[j] if r.embed and emb is not None else None)
-        bar.update(len(rows))
+    with causal_scoring(causal_lm(model)):
+        for batch in length_batches(lengths, budget):
+            rows = [sequences[i] for i in batch]
+            for i, scores in zip(batch, _score_batch(body, head, config, rows, pad_id, device)):
+                results[i] = scores
+            bar.update(len(rows))
     bar.close()
     return results  # type: ignore[return-value]
+
+
+def _score_batch(body, head, config, rows: list[Sequence], pad_id: int,
+                 device: torch.device) -> list[TokenScores]:
+    """Token statistics of one batch of sequences, right-padded into one forward pass (no
+    attention mask: under the causal mask a real token never sees the padding after it)."""
+    ids_t, attn_t = (t.to(device) for t in pad_sequences([r.input_ids for r in rows], pad_id))
+    tgt = _targets([r.targets for r in rows])
+    hidden = body(input_ids=ids_t, use_cache=False)[0]
+    b_idx, t_idx = np.nonzero(tgt)
+    b_t = torch.from_numpy(b_idx).to(device)
+    t_t = torch.from_numpy(t_idx).to(device)
+    want_unc = any(r.uncertainty for r in rows)
+    nll, ent, mar = _target_stats(head, config, hidden[b_t, t_t - 1], ids_t[b_t, t_t], want_unc)
+    nll_np = _np(nll)
+    ent_np = _np(ent) if want_unc else None
+    mar_np = _np(mar) if want_unc else None
+    emb = None
+    if any(r.embed for r in rows):
+        m = attn_t[..., None].to(hidden.dtype)
+        emb = ((hidden * m).sum(1) / m.sum(1)).float().cpu().numpy()
+    bounds = np.searchsorted(b_idx, np.arange(len(rows) + 1))
+    return [TokenScores(nll=nll_np[a:b],
+                        entropy=ent_np[a:b] if r.uncertainty else None,
+                        margin=mar_np[a:b] if r.uncertainty else None,
+                        embedding=emb[j] if r.embed and emb is not None else None)
+            for j, (r, a, b) in enumerate(zip(rows, bounds[:-1], bounds[1:]))]
 
 
 @torch.inference_mode()
@@ -233,14 +242,15 @@ def _target_stats(head: torch.nn.Module, config, hidden: torch.Tensor, labels: t
     """(nll, entropy, margin), each (k,) float32, of predicting ``labels`` (k,) from the
     hidden states (k, H) that precede them; entropy and margin only with ``uncertainty``."""
     nll, ent, mar = [], [], []
-    step = max(1, HEAD_CHUNK_ELEMENTS // max(1, head.weight.shape[0]))
+    budget = HEAD_CHUNK_ELEMENTS["cpu" if hidden.device.type == "cpu" else "accelerator"]
+    step = max(1, budget // max(1, head.weight.shape[0]))
     for s in range(0, len(hidden), step):
         logp = torch.log_softmax(_logits(head, config, hidden[s:s + step]), dim=-1)
         nll.append(-logp.gather(1, labels[s:s + step, None])[:, 0])
         if uncertainty:
-            ent.append(-(logp.exp() * logp).sum(-1))
             top = logp.topk(2, dim=-1).values.exp()
             mar.append(top[:, 0] - top[:, 1])
+            ent.append(-logp.exp().mul_(logp).sum(-1))
     if not nll:
         empty = hidden.new_zeros(0, dtype=torch.float32)
         return empty, empty if uncertainty else None, empty if uncertainty else None
