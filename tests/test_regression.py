@@ -28,8 +28,11 @@ def test_selection_and_scores_match_the_files_made_before_the_redesign(case, sha
         want = np.array([np.nan if v is None else v for v in want], dtype=np.float64)
         have = np.array([np.nan if v is None else v for v in got["columns"][name]],
                         dtype=np.float64)
-        # fp32 on both sides; only BLAS summation order may differ between CPUs
-        np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-6, equal_nan=True,
+        # fp32 on both sides; only the summation order of the matmul and attention kernels
+        # may differ. A margin is a difference of two probabilities: its error is absolute,
+        # about twice the logits' (~1e-5 after 30 layers), whatever the margin's size.
+        atol = 5e-5 if name.endswith("margin") else 1e-6
+        np.testing.assert_allclose(have, want, rtol=1e-4, atol=atol, equal_nan=True,
                                    err_msg=f"{case}: column {name}")
     if case in SAME_STAGES:
         assert got["left_stage"] == expected["left_stage"]
