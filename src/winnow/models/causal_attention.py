@@ -31,7 +31,7 @@ def _causal_mask(groups: int, length: int, dtype: torch.dtype,
     """(groups x length, length): 0 on and below the diagonal, -inf above, per query group."""
     key = (groups, length, dtype, device)
     if key not in _MASKS:
-        if len(_MASKS) > 64:
+        if sum(m.numel() for m in _MASKS.values()) > MAX_SCORES:  # at most ~2 x MAX_SCORES
             _MASKS.clear()
         tri = torch.full((length, length), float("-inf"), dtype=dtype, device=device).triu(1)
         _MASKS[key] = tri.repeat(groups, 1)
