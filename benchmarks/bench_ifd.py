@@ -13,8 +13,8 @@ FLOPs are counted on useful tokens: forward hooks on the transformer body count 
 fed (padding included) and on the LM head the positions given logits. The real tokens are
 those the per-example loop feeds, which has no padding (the same texts: the outputs agree);
 FLOPs = 2 × (linear-layer parameters × real tokens + LM-head parameters × positions given
-logits), attention scores not counted. Divided by the time and
-by this machine's measured matmul peak in the variant's dtype (``_machine.py``).
+logits), attention scores not counted. Divided by the time and by this machine's measured
+matmul peak in the variant's dtype (``_machine.py``).
 
 The outputs are compared pairwise in the script: max relative difference of the
 conditioned loss, the response-alone loss and IFD per pair, and Spearman's rank correlation
@@ -179,8 +179,7 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['dtype']} | {r['seconds']:.1f} | "
-              f"{r['examples_per_s']:.2f} | {r['speedup']:.2f}x | "
-              f"{r['tokens']['fed']} | "
+              f"{r['examples_per_s']:.2f} | {r['speedup']:.2f}x | {r['tokens']['fed']} | "
               f"{r['tokens']['given_logits']} | {r['gflops']:.1f} | "
               f"{r['fraction_of_peak']:.0%} of {r['dtype']} |")
     print(f"\nFLOPs = 2 x ({body / 1e6:.1f}M linear params x {real} real tokens + "

@@ -139,19 +139,24 @@ def test_rerun_sends_nothing_and_lost_columns_come_from_the_reply_cache(server, 
     assert third.stats()["calls"] == 0 and third.stats()["cached"] == 10
 
 
-CHILD = """
+SIGNAL_AT_REPLY = """
 import os, signal, sys, threading, time
 from pathlib import Path
+
+def signal_at_reply(root, count, sig, note=False):
+    while len(list(Path(root, "judge-replies").glob("*/*.json"))) < count:
+        time.sleep(0.02)
+    if note:
+        print("signal at", time.monotonic(), flush=True)
+    os.kill(os.getpid(), sig)
+"""
+
+CHILD = SIGNAL_AT_REPLY + """
 from winnow.data import load_pool
 from winnow.signals.judge import Judge
 from winnow.store import Store
-
-def kill_9_at_the_third_reply():
-    while len(list(Path(sys.argv[4], "judge-replies").glob("*/*.json"))) < 3:
-        time.sleep(0.02)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-threading.Thread(target=kill_9_at_the_third_reply, daemon=True).start()
+threading.Thread(target=signal_at_reply, args=(sys.argv[4], 3, signal.SIGKILL),
+                 daemon=True).start()
 Judge(sys.argv[1], url=sys.argv[2], concurrency=1)(load_pool(sys.argv[3]), Store(sys.argv[4]))
 """
 
@@ -180,20 +185,12 @@ def test_a_run_killed_mid_shard_asks_only_for_the_rest(server, alpaca, tmp_path)
             assert err is None
 
 
-INTERRUPTED = """
-import os, signal, sys, threading, time
-from pathlib import Path
+INTERRUPTED = SIGNAL_AT_REPLY + """
 from winnow.data import load_pool
 from winnow.signals.judge import Judge
 from winnow.store import Store
-
-def ctrl_c_at_the_first_reply():
-    while not any(Path(sys.argv[3], "judge-replies").glob("*/*.json")):
-        time.sleep(0.02)
-    print("sigint at", time.monotonic(), flush=True)
-    os.kill(os.getpid(), signal.SIGINT)
-
-threading.Thread(target=ctrl_c_at_the_first_reply, daemon=True).start()
+threading.Thread(target=signal_at_reply, args=(sys.argv[3], 1, signal.SIGINT, True),
+                 daemon=True).start()
 try:
     Judge(sys.argv[1], threads=1)(load_pool(sys.argv[2]), Store(sys.argv[3]))
 except KeyboardInterrupt:
@@ -214,7 +211,7 @@ def test_ctrl_c_stops_the_run_and_its_server_promptly(alpaca, tmp_path):
     ended = time.monotonic()
     state = f"exit {child.returncode}; stdout {child.stdout!r}; stderr {child.stderr[-1500:]!r}"
     assert "running servers: 0" in child.stdout and "KeyboardInterrupt" in child.stderr, state
-    sent = float(child.stdout.split("sigint at ")[1].split()[0])
+    sent = float(child.stdout.split("signal at ")[1].split()[0])
     assert ended - sent < 10, state  # the queued requests were not sent
     assert 1 <= len(replies(root)) < 10
 
