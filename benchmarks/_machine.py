@@ -4,8 +4,11 @@
 bf16 matmuls, the logical CPU count, torch's version and thread count, the load average,
 and this machine's measured dense matmul peak: the median GFLOP/s (2·n³ FLOPs) of
 ``repeats`` n×n×n ``torch.matmul`` calls after one untimed call, in fp32 and in bf16, on
-the device the benchmark runs on (``device="cuda"``: the GPU's name too, n 8192).
-Benchmarks divide their own FLOP rates by these peaks. ``header(info)`` formats it.
+the device the benchmark runs on (``device="cuda"``: the GPU's name too, n 8192). On a
+CPU without AVX512-BF16 or AMX, bf16 products are emulated (hundreds of times slower than
+fp32): the bf16 peak is then measured at n 256 and marked emulated, and benchmarks leave
+out their bf16 variants (dtype ``auto`` runs fp32 there). Benchmarks divide their own FLOP
+rates by these peaks. ``header(info)`` formats it.
 """
 
 from __future__ import annotations
@@ -68,10 +71,13 @@ def machine(peak: bool = True, n: int = 2048, repeats: int = 5, device: str = "c
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
         n = max(n, 8192)
+    native = device.startswith("cuda") or bool(flags & {"avx512_bf16", "amx_bf16"})
+    info["bf16_native"] = native
     if peak:
         info["matmul"] = f"{n}^3 on {device}, median of {repeats}"
         info["peak_gflops"] = {"fp32": matmul_gflops(torch.float32, n, repeats, device),
-                               "bf16": matmul_gflops(torch.bfloat16, n, repeats, device)}
+                               "bf16": matmul_gflops(torch.bfloat16, n if native else 256,
+                                                     repeats, device)}
     return info
 
 
@@ -86,8 +92,9 @@ def header(info: dict) -> str:
         lines.append(f"GPU: {info['gpu']}")
     if "peak_gflops" in info:
         p = info["peak_gflops"]
+        bf16 = "" if info.get("bf16_native", True) else " (emulated, 256^3)"
         lines.append(f"measured matmul peak ({info['matmul']}): fp32 {p['fp32']:.1f} GFLOP/s, "
-                     f"bf16 {p['bf16']:.1f} GFLOP/s")
+                     f"bf16 {p['bf16']:.1f} GFLOP/s{bf16}")
     return "\n".join(lines)
 
 

@@ -6,9 +6,10 @@ one process, median of ``--runs``:
 
 - ``index order, batch 8, fp32``: batches of 8 in pool order, the model in fp32 (how the
   pool was re-scored before, and how a DataLoader over the training set does it);
-- ``length-sorted fp32``: :func:`winnow.train.scoring.example_losses`, fp32;
-- ``length-sorted bf16``: the same under bf16 autocast (what dynamic selectors use where the
-  hardware runs bf16 natively).
+- ``length-sorted fp32``: :func:`winnow.train.scoring.example_losses`, fp32 (right-padded
+  batches without an attention mask);
+- ``length-sorted bf16``: the same through a bf16 copy of the model with its LoRA merged
+  (what dynamic selectors use where the hardware runs bf16 natively; left out elsewhere).
 
 All three compute the same losses (``label_nll``: LM head only at response positions).
 FLOPs = 2 x (linear parameters, LoRA included, x tokens fed, padding included + LM-head

@@ -63,7 +63,8 @@ def main() -> None:
     ap.add_argument("--grad-accum", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--proj-dim", type=int, default=8192)
-    ap.add_argument("--dtype", default="bf16", help="forward passes of the gradient features")
+    ap.add_argument("--dtype", default="auto",
+                    help="forward passes of the gradient features (auto: bf16 where native)")
     ap.add_argument("--mc-samples", type=int, default=2)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)

@@ -27,6 +27,20 @@ def pytest_configure(config):
             "(the project's ../shared/data beside the checkout). Put it there and run again.")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Skip ``native_bf16`` tests on a CPU without AVX512-BF16 or AMX: there bf16 matrix
+    products are emulated (hundreds of times slower than fp32), and dtype ``auto`` never
+    picks bf16."""
+    from winnow.models.device import cpu_has_bf16
+
+    if cpu_has_bf16():
+        return
+    skip = pytest.mark.skip(reason="this CPU has no native bf16 (AVX512-BF16 or AMX)")
+    for item in items:
+        if "native_bf16" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` next to the repository (real data for tests)."""

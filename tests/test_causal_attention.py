@@ -10,7 +10,7 @@ import torch
 
 from winnow.models.causal_attention import causal_scoring, grouped_causal_attention
 from winnow.models.causal_lm import load_causal_lm
-from winnow.models.token_scores import Sequence, score_sequences
+from winnow.models.token_scores import Sequence, right_padded, score_sequences
 
 
 class Layer(torch.nn.Module):
@@ -69,3 +69,10 @@ def test_causal_scoring_restores_the_models_attention():
         inside = lm.model.config._attn_implementation
     assert lm.model.config._attn_implementation == before
     assert inside == ("winnow_grouped_causal" if before == "sdpa" else before)
+
+
+def test_right_padded_tells_right_padding_from_left_and_holes():
+    assert right_padded(torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0]]))
+    assert right_padded(torch.ones(2, 4, dtype=torch.long))
+    assert not right_padded(torch.tensor([[1, 1, 1], [0, 1, 1]]))  # left padding
+    assert not right_padded(torch.tensor([[1, 0, 1]]))  # a hole

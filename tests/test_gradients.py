@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from winnow.data import load_pool
-from winnow.data.tokenize import batches, collate, tokenize_conversations
+from winnow.data.tokenize import IGNORE_INDEX, batches, collate, tokenize_conversations
 from winnow.models.grad_features import adam_transform, project_examples
 from winnow.models.lora import adam_moments, grad_dim, load_lora_model
 from winnow.models.per_example_grads import per_example_grads
@@ -212,6 +212,7 @@ def test_example_losses_equal_hf_model_loss(lora, items):
     assert abs(full - want[0].item()) > 1e-3
 
 
+@pytest.mark.native_bf16
 def test_bf16_autocast_gradients_keep_the_direction_of_fp32_ones(lora, items, full_grads):
     """Per-example gradients with the forward under bf16 autocast (both methods) point the
     way of the exact fp32 ones: cosine >= 0.99 for every example (bf16 keeps ~3 digits)."""
@@ -226,10 +227,7 @@ def test_bf16_autocast_gradients_keep_the_direction_of_fp32_ones(lora, items, fu
 
 def test_example_losses_in_length_batches_equal_the_model_loss_one_at_a_time(lora, items):
     """The re-scoring of dynamic selection (length-sorted batches of at most 4 rows) gives
-    each example the HF model's own loss run alone in fp32; under bf16 autocast the losses
-    keep their order and stay within bf16's rounding of the logits."""
-    from scipy.stats import spearmanr
-
+    each example the HF model's own loss run alone in fp32."""
     from winnow.data.tokenize import Collator
     from winnow.train.scoring import example_losses
 
@@ -241,12 +239,49 @@ def test_example_losses_in_length_batches_equal_the_model_loss_one_at_a_time(lor
     lora.model.train()
     got = example_losses(lora.model, items, Collator(lora.pad_id), order, "cpu", batch_size=4)
     assert np.allclose(got, want[order], rtol=1e-4, atol=0)
-    low = example_losses(lora.model, items, Collator(lora.pad_id), order, "cpu", batch_size=4,
-                         dtype="bf16")
     assert lora.model.training  # the caller's mode is restored
     lora.model.eval()
+
+
+def test_merged_copy_scores_as_the_adapter_model_and_leaves_it_intact(lora, items):
+    """The scoring copy (LoRA merged into the base weights) gives the PEFT model's own
+    logits in fp32; the live model keeps its adapters, fp32 weights and training mode."""
+    from winnow.train.lora import merged_copy
+
+    batch = collate(items, lora.pad_id)
+    lora.model.train()
+    copy = merged_copy(lora.model)
+    assert not hasattr(copy, "peft_config") and not copy.training
+    assert not any(p.requires_grad for p in copy.parameters())
+    assert lora.model.training and hasattr(lora.model, "peft_config")
+    assert all(p.dtype == torch.float32 for p in lora.model.parameters())
+    lora.model.eval()
+    with torch.no_grad():
+        want = lora.model(input_ids=batch["input_ids"],
+                          attention_mask=batch["attention_mask"]).logits
+        got = copy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(got[real], want[real], rtol=0, atol=1e-4 * want.abs().max().item())
+
+
+@pytest.mark.native_bf16
+def test_example_losses_in_bf16_keep_the_order_of_fp32_ones(lora, items):
+    """Under bf16 the re-scoring losses keep their order and stay within bf16's rounding of
+    the logits."""
+    from scipy.stats import spearmanr
+
+    from winnow.data.tokenize import Collator
+    from winnow.train.scoring import example_losses
+
+    idx = np.arange(len(items))
+    got = example_losses(lora.model, items, Collator(lora.pad_id), idx, "cpu", batch_size=4)
+    low = example_losses(lora.model, items, Collator(lora.pad_id), idx, "cpu", batch_size=4,
+                         dtype="bf16")
     assert np.abs(low - got).max() < 0.05 * np.abs(got).max()
     assert spearmanr(low, got).statistic > 0.9
+    # scored through a bf16 copy: the live model keeps its adapters and fp32 weights
+    assert hasattr(lora.model, "peft_config")
+    assert all(p.dtype == torch.float32 for p in lora.model.parameters())
 
 
 def _signal(**kw):
@@ -300,3 +335,43 @@ def test_resume_after_kill_9(pool, shared_data, tmp_path):
     fresh = _signal()(small, Store(tmp_path / "fresh"))
     assert np.allclose(np.asarray(resumed["grad"], np.float32),
                        np.asarray(fresh["grad"], np.float32), atol=2e-3)
+
+
+def test_example_losses_through_the_bf16_copy_match_one_at_a_time_on_a_tiny_llama():
+    """The bf16 path's code (merged copy, mask-free right-padded batches) on a two-layer
+    Llama small enough for emulated bf16, so it runs on every CPU: each loss within bf16's
+    rounding of the PEFT model's own loss of that example alone; fp32 equal to it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from winnow.data.tokenize import Collator
+    from winnow.train.scoring import example_losses
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         attn_implementation="sdpa")
+    model = get_peft_model(LlamaForCausalLM(config),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    rng = np.random.default_rng(0)
+    items = []
+    for length in rng.integers(5, 40, 12):
+        ids = rng.integers(1, 300, length).tolist()
+        items.append({"input_ids": ids,
+                      "labels": [IGNORE_INDEX] * (length // 2) + ids[length // 2:]})
+    model.eval()
+    with torch.no_grad():
+        want = np.array([model(input_ids=torch.tensor([x["input_ids"]]),
+                               labels=torch.tensor([x["labels"]])).loss.item() for x in items])
+    idx = np.arange(len(items))
+    got = example_losses(model, items, Collator(0), idx, "cpu", batch_size=4)
+    low = example_losses(model, items, Collator(0), idx, "cpu", batch_size=4, dtype="bf16")
+    assert np.allclose(got, want, rtol=1e-5, atol=0)
+    assert np.abs(low - want).max() < 5e-3 * np.abs(want).max()  # no adapters: ~6x that
+    assert not np.allclose(low, want, rtol=1e-5, atol=0)  # the passes really ran in bf16
+    assert hasattr(model, "peft_config")
+    assert all(p.dtype == torch.float32 for p in model.parameters())

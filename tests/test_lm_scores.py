@@ -168,6 +168,7 @@ def test_fp32_superfilter_matches_reference(lm32, alpaca, records, threads):
         assert _close(float(got["ppl_alone"][i]), math.exp(ref["loss_alone"]), "ppl_alone")
 
 
+@pytest.mark.native_bf16
 def test_bf16_ranks_agree_with_fp32(lm16, alpaca, cherry32):
     got = score_conversations(lm16, alpaca.conversations[:N_RANK], template="alpaca",
                               max_length=512, ifd="cherry")

@@ -258,15 +258,22 @@ def _target_stats(head: torch.nn.Module, config, hidden: torch.Tensor, labels: t
             torch.cat(mar) if uncertainty else None)
 
 
+def right_padded(attention_mask: torch.Tensor) -> bool:
+    """Whether every row of a (b, t) attention mask is ones followed by zeros (a causal
+    model then needs no mask: no real token sees the padding after it)."""
+    return bool((attention_mask.cummin(dim=1).values == attention_mask).all())
+
+
 def label_nll(model, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
     """(b,) NLL of each row's labelled tokens (``labels`` != -100, each predicted from the
     position before it): summed (``"sum"``) or averaged (``"mean"``; 0 for a row without
-    labelled tokens). ``batch`` holds ``input_ids``, ``attention_mask`` and ``labels``,
-    (b, t) on the model's device; differentiable when gradients are enabled."""
+    labelled tokens). ``batch`` holds ``input_ids``, ``attention_mask`` (None for a
+    right-padded batch scored without one) and ``labels``, (b, t) on the model's device;
+    differentiable when gradients are enabled."""
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be mean or sum, not {reduction!r}")
     body, head, config = _head(model)
-    hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+    hidden = body(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
                   use_cache=False)[0]
     labels = batch["labels"][:, 1:]
     sel = labels != IGNORE_INDEX

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-
-import torch
 
 
 def adapter_base(adapter_dir: str | os.PathLike) -> str:
@@ -45,8 +42,10 @@ def export_merged(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
 def merge_live_model(model, tokenizer, out_dir: str | os.PathLike) -> Path:
     """Save a merged copy of a PEFT model being trained (the model itself is unchanged)."""
+    from winnow.train.lora import merged_copy
+
     if hasattr(model, "merge_and_unload"):
-        model = copy.deepcopy(model).merge_and_unload().to(dtype=torch.float32)
+        model = merged_copy(model)
     return _save(model, tokenizer, Path(out_dir))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -53,3 +54,12 @@ def trainable_parameters(model: Any) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, sum(p.numel() for p in model.parameters())
+
+
+def merged_copy(model: Any, dtype: torch.dtype = torch.float32) -> Any:
+    """A frozen copy of ``model`` in eval mode, its LoRA adapters merged into the base
+    weights, every weight in ``dtype`` (``model`` itself is unchanged)."""
+    out = copy.deepcopy(model)
+    if hasattr(out, "merge_and_unload"):
+        out = out.merge_and_unload()
+    return out.to(dtype=dtype).eval().requires_grad_(False)
