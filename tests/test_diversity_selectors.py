@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -270,8 +271,13 @@ def test_metrics_lexical():
 
 @pytest.mark.parametrize("recipe,params", [
     ("kcenter", {}), ("facility-location", {}), ("kmeans", {"n_clusters": 20}),
-    ("qdit", {}), ("novelsum", {"text": "instruction"}), ("dq", {"text": "instruction"})])
+    ("qdit", {"quality": "reward"}), ("novelsum", {"text": "instruction"}),
+    ("dq", {"text": "instruction"})])
 def test_embedding_recipes_run_on_mixed_pool(pool, X, recipe, params):
+    # qdit's quality is a reward column of the pool here (the response length): its default,
+    # the built-in judge, is tested on 24 examples in test_judge_methods
+    rewards = [float(len(conv[-1]["content"])) for conv in pool.conversations]
+    pool = dataclasses.replace(pool, extra={**pool.extra, "reward": rewards})
     result = run_recipe(recipe, pool, 100, params=params, store=Store(EMB_CACHE), seed=0)
     assert len(result.selected) == 100 == len(set(result.selected.tolist()))
     assert result.stages[-1]["trace"]["method"]
