@@ -79,12 +79,12 @@ def tiny_alpaca(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def alpaca200(shared_data, tmp_path_factory) -> Path:
-    """The first 200 records of the real Alpaca demo and a copy of the 11th (an exact
+def alpaca80(shared_data, tmp_path_factory) -> Path:
+    """The first 80 records of the real Alpaca demo and a copy of the 11th (an exact
     duplicate), as a JSON file shared by the tests that score a real pool with the model."""
     records = json.loads((shared_data / "alpaca_en_demo.json").read_text(encoding="utf-8"))
-    path = tmp_path_factory.mktemp("alpaca200") / "alpaca200.json"
-    path.write_text(json.dumps(records[:200] + [records[10]], ensure_ascii=False, indent=1),
+    path = tmp_path_factory.mktemp("alpaca80") / "alpaca80.json"
+    path.write_text(json.dumps(records[:80] + [records[10]], ensure_ascii=False, indent=1),
                     encoding="utf-8")
     return path
 

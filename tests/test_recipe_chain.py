@@ -233,13 +233,13 @@ def check_chain_run(data: Path, cache: Path, out_dir: Path, budget: int = 20) ->
     assert "ifd" in explained.output
 
 
-def test_chain_on_alpaca_demo_from_cli(alpaca200, session_cache, tmp_path):
-    """exact dedup → near dedup → ifd < 1 → top 20% by IFD → facility location, on 201 real
+def test_chain_on_alpaca_demo_from_cli(alpaca80, session_cache, tmp_path):
+    """exact dedup → near dedup → ifd < 1 → top 20% by IFD → facility location, on 81 real
     Alpaca records (one an exact copy) with SmolLM2 and MiniLM (lm_scores shared with the
     ``ifd`` CLI test); the copy leaves at the exact stage."""
-    check_chain_run(alpaca200, session_cache, tmp_path)
+    check_chain_run(alpaca80, session_cache, tmp_path, budget=8)
     rows = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
-    texts = [normalize(t) for t in texts_of(load_pool(str(alpaca200)).conversations)]
+    texts = [normalize(t) for t in texts_of(load_pool(str(alpaca80)).conversations)]
     copies = len(texts) - len(set(texts))
     assert copies == 1
     assert sum(r["stage"].startswith("stage 0 (dedup exact)") for r in rows) == copies
