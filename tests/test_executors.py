@@ -41,9 +41,9 @@ def test_ray_executor_matches_local(tmp_path):
 
 
 def test_select_ifd_on_ray_matches_local(shared_data, tmp_path, monkeypatch):
-    """`winnow select ifd --executor ray --workers 2` on 40 real examples writes the same
+    """`winnow select ifd --executor ray --workers 2` on 20 real examples writes the same
     scores file as the local executor: the same rows, ids, selection and stages, and the
-    model's scores equal column by column (fp32; shards of 10, so both workers score)."""
+    model's scores equal column by column (fp32; shards of 5, so both workers score)."""
     ray = pytest.importorskip("ray")
     import json
 
@@ -53,10 +53,10 @@ def test_select_ifd_on_ray_matches_local(shared_data, tmp_path, monkeypatch):
     from winnow.signals.lm_scores import LMScores
 
     records = json.loads((shared_data / "alpaca_en_demo.json").read_text())[:200]
-    records = [r for r in records if len(json.dumps(r)) < 400][:40]  # fit in 128 tokens
+    records = [r for r in records if len(json.dumps(r)) < 400][:20]  # fit in 128 tokens
     data = tmp_path / "pool.json"
     data.write_text(json.dumps(records))
-    monkeypatch.setattr(LMScores, "shard_size", 10)  # 4 shards for the 2 workers
+    monkeypatch.setattr(LMScores, "shard_size", 5)  # 4 shards for the 2 workers
 
     def select(executor: str) -> list[dict]:
         out = tmp_path / executor / "subset.json"
@@ -78,7 +78,7 @@ def test_select_ifd_on_ray_matches_local(shared_data, tmp_path, monkeypatch):
     finally:
         ray.shutdown()
     assert len(shards) == 1
-    assert len(on_ray) == len(local) == 40
+    assert len(on_ray) == len(local) == 20
     assert list(on_ray[0]) == list(local[0])  # same columns, same order
     exact = {"id", "selected", "rank", "stage", "truncated", "response_tokens", "prompt_tokens"}
     exact |= {c for c in local[0] if c.startswith("fate_")}  # where and why each example left
@@ -89,7 +89,7 @@ def test_select_ifd_on_ray_matches_local(shared_data, tmp_path, monkeypatch):
     for c in scores:
         a = np.array([np.nan if r[c] is None else r[c] for r in on_ray], dtype=np.float64)
         b = np.array([np.nan if r[c] is None else r[c] for r in local], dtype=np.float64)
-        assert np.isfinite(b).sum() >= 30, c
+        assert np.isfinite(b).sum() >= 15, c
         margin = c in ("mean_margin", "min_margin")  # probability units: absolute tolerance
         np.testing.assert_allclose(a, b, rtol=0 if margin else 1e-4,
                                    atol=1e-4 if margin else 0, equal_nan=True, err_msg=c)
