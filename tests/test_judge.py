@@ -139,24 +139,32 @@ def test_rerun_sends_nothing_and_lost_columns_come_from_the_reply_cache(server, 
     assert third.stats()["calls"] == 0 and third.stats()["cached"] == 10
 
 
-SIGNAL_AT_REPLY = """
+SIGNAL_AFTER_REPLY = """
 import os, signal, sys, threading, time
-from pathlib import Path
+from winnow.models.chat import ChatClient
 
-def signal_at_reply(root, count, sig, note=False):
-    while len(list(Path(root, "judge-replies").glob("*/*.json"))) < count:
-        time.sleep(0.02)
-    if note:
-        print("signal at", time.monotonic(), flush=True)
-    os.kill(os.getpid(), sig)
+def signal_after_reply(count, sig):
+    # send sig to this process right after the count-th reply is cached, from the thread
+    # that fetched it: no polling can miss the moment, however busy the machine
+    fetch, lock, seen = ChatClient._fetch, threading.Lock(), []
+
+    def fetch_then_signal(self, *args):
+        reply = fetch(self, *args)  # cached before it returns
+        with lock:
+            seen.append(reply)
+            if len(seen) == count:
+                print("signal at", time.monotonic(), flush=True)
+                os.kill(os.getpid(), sig)
+        return reply
+
+    ChatClient._fetch = fetch_then_signal
 """
 
-CHILD = SIGNAL_AT_REPLY + """
+CHILD = SIGNAL_AFTER_REPLY + """
 from winnow.data import load_pool
 from winnow.signals.judge import Judge
 from winnow.store import Store
-threading.Thread(target=signal_at_reply, args=(sys.argv[4], 3, signal.SIGKILL),
-                 daemon=True).start()
+signal_after_reply(3, signal.SIGKILL)
 Judge(sys.argv[1], url=sys.argv[2], concurrency=1)(load_pool(sys.argv[3]), Store(sys.argv[4]))
 """
 
@@ -185,12 +193,11 @@ def test_a_run_killed_mid_shard_asks_only_for_the_rest(server, alpaca, tmp_path)
             assert err is None
 
 
-INTERRUPTED = SIGNAL_AT_REPLY + """
+INTERRUPTED = SIGNAL_AFTER_REPLY + """
 from winnow.data import load_pool
 from winnow.signals.judge import Judge
 from winnow.store import Store
-threading.Thread(target=signal_at_reply, args=(sys.argv[3], 1, signal.SIGINT, True),
-                 daemon=True).start()
+signal_after_reply(1, signal.SIGINT)
 try:
     Judge(sys.argv[1], threads=1)(load_pool(sys.argv[2]), Store(sys.argv[3]))
 except KeyboardInterrupt:
@@ -201,9 +208,9 @@ except KeyboardInterrupt:
 
 
 def test_ctrl_c_stops_the_run_and_its_server_promptly(alpaca, tmp_path):
-    """Ctrl-C (SIGINT, sent by the child to itself when the first reply is cached, so that
-    a busy machine cannot delay it) stops the run within seconds: the queued requests are
-    not sent, the in-process server is stopped, and the replies so far stay cached."""
+    """Ctrl-C (SIGINT, sent by the child to itself right after its first reply is cached)
+    stops the run within seconds: the queued requests are not sent, the in-process server
+    is stopped, and the replies so far stay cached."""
     prompt = prompt_file(tmp_path, "rating", RATING)
     root = tmp_path / "cache"
     child = subprocess.run([sys.executable, "-c", INTERRUPTED, prompt, str(alpaca), str(root)],
