@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from winnow.train.lora import merged_copy
+
 
 def adapter_base(adapter_dir: str | os.PathLike) -> str:
     """The base model an adapter was trained on (``base_model_name_or_path``)."""
@@ -42,8 +44,6 @@ def export_merged(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
 def merge_live_model(model, tokenizer, out_dir: str | os.PathLike) -> Path:
     """Save a merged copy of a PEFT model being trained (the model itself is unchanged)."""
-    from winnow.train.lora import merged_copy
-
     if hasattr(model, "merge_and_unload"):
         model = merged_copy(model)
     return _save(model, tokenizer, Path(out_dir))
