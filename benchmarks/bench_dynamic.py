@@ -1,9 +1,11 @@
 """Dynamic selection: the cost of re-scoring the pool inside LoRA training.
 
 Part 1 (always): one re-scoring pass (every example's mean response loss under the live
-LoRA model in eval mode) over the first ``--n`` Alpaca records, three ways, interleaved in
-one process, median of ``--runs``:
+LoRA model in eval mode) over the first ``--n`` Alpaca records, four ways, interleaved in
+one process, median of ``--runs`` (speed-ups are against batches of 8 in pool order):
 
+- ``index order, batch 1, fp32``: one example at a time in pool order, as DataFlex's
+  ``loss`` selector does;
 - ``index order, batch 8, fp32``: batches of 8 in pool order, the model in fp32 (how the
   pool was re-scored before, and how a DataLoader over the training set does it);
 - ``length-sorted fp32``: :func:`winnow.train.scoring.example_losses`, fp32 (right-padded
@@ -11,7 +13,7 @@ one process, median of ``--runs``:
 - ``length-sorted bf16``: the same through a bf16 copy of the model with its LoRA merged
   (what dynamic selectors use where the hardware runs bf16 natively; left out elsewhere).
 
-All three compute the same losses (``label_nll``: LM head only at response positions).
+All four compute the same losses (``label_nll``: LM head only at response positions).
 FLOPs = 2 x (linear parameters, LoRA included, x tokens fed, padding included + LM-head
 parameters x response positions); divided by the time and this machine's measured matmul
 peak in the variant's dtype.
@@ -51,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "alpaca_en_demo.json"
 BATCH = 8  # rows per batch, both ways
 BASE = f"index order, batch {BATCH}, fp32"
+ONE = "index order, batch 1, fp32"  # DataFlex's loss selector: a DataLoader of batch 1
 
 
 @torch.no_grad()
@@ -88,14 +91,15 @@ def rescoring(args, info) -> dict:
     head = model.get_output_embeddings().weight.numel()
     body = sum(m.weight.numel() for m in model.modules()
                if isinstance(m, torch.nn.Linear) and m is not model.get_output_embeddings())
-    variants = [BASE, "length-sorted fp32"] + (["length-sorted bf16"] if cpu_has_bf16() else [])
+    variants = [ONE, BASE, "length-sorted fp32"] + (["length-sorted bf16"] if cpu_has_bf16()
+                                                    else [])
     times = {v: [] for v in variants}
     outputs, fed = {}, {}
     for run in range(args.runs):
         for v in variants:
             t = time.perf_counter()
-            if v == BASE:
-                outputs[v], fed[v] = index_order(model, items, collator, BATCH)
+            if v in (ONE, BASE):
+                outputs[v], fed[v] = index_order(model, items, collator, 1 if v == ONE else BATCH)
             else:
                 outputs[v] = example_losses(model, items, collator, idx, "cpu", BATCH,
                                             dtype=v.split()[-1])
