@@ -62,6 +62,8 @@ def machine(peak: bool = True, n: int = 2048, repeats: int = 5, device: str = "c
     bf16 matmul GFLOP/s on ``device``."""
     import torch
 
+    from winnow.models.device import cpu_has_bf16
+
     model, flags = cpu_model_and_flags()
     info = {"cpu": model, "cpus": os.cpu_count(),
             "flags": {f: f in flags for f in FLAGS},
@@ -71,7 +73,7 @@ def machine(peak: bool = True, n: int = 2048, repeats: int = 5, device: str = "c
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
         n = max(n, 8192)
-    native = device.startswith("cuda") or bool(flags & {"avx512_bf16", "amx_bf16"})
+    native = device.startswith("cuda") or cpu_has_bf16()
     info["bf16_native"] = native
     if peak:
         info["matmul"] = f"{n}^3 on {device}, median of {repeats}"
